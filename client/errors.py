@@ -1,0 +1,177 @@
+"""Every error Rill raises, and the wire error code of each.
+
+Brokers and clients share this module: a broker raises one of these, the
+network server turns it into its ``code`` in the response, and the client
+turns the code back into the same class with :func:`error_for_code`.
+Codes follow Kafka's numbering where Kafka has the same failure, so logs
+read the same to people who know Kafka.
+"""
+
+from __future__ import annotations
+
+
+class RillError(Exception):
+    """Base class of every Rill error. ``retriable`` says whether a retry may succeed."""
+
+    code: int = -1
+    retriable: bool = False
+
+
+class UnknownServerError(RillError):
+    """The broker failed in a way it did not expect; its log has the details."""
+
+    code = -1
+
+
+class OffsetOutOfRangeError(RillError):
+    """The requested offset is below the log start or above the log end."""
+
+    code = 1
+
+
+class CorruptRecordError(RillError):
+    """A record batch failed its CRC, size or format check; nothing was stored."""
+
+    code = 2
+
+
+class UnknownTopicError(RillError):
+    """The topic or partition does not exist on this cluster."""
+
+    code = 3
+    retriable = True
+
+
+class NotLeaderError(RillError):
+    """This broker does not lead the partition; refresh metadata and retry."""
+
+    code = 6
+    retriable = True
+
+
+class RequestTimeoutError(RillError):
+    """The request did not complete within its timeout."""
+
+    code = 7
+    retriable = True
+
+
+class BrokerNotAvailableError(RillError):
+    """No broker answered at the address tried."""
+
+    code = 8
+    retriable = True
+
+
+class RecordTooLargeError(RillError):
+    """A record or batch is larger than ``max.message.bytes`` (or the producer's limit)."""
+
+    code = 10
+
+
+class StaleControllerEpochError(RillError):
+    """A request carried a controller epoch older than the current one."""
+
+    code = 11
+
+
+class InvalidTopicError(RillError):
+    """The topic name is not valid (empty, too long, or has characters outside [a-zA-Z0-9._-])."""
+
+    code = 17
+
+
+class RecordListTooLargeError(RillError):
+    """A produce request is larger than the broker accepts."""
+
+    code = 18
+
+
+class NotEnoughReplicasError(RillError):
+    """The in-sync replica set is smaller than ``min.insync.replicas``."""
+
+    code = 19
+    retriable = True
+
+
+class UnsupportedVersionError(RillError):
+    """The broker does not support this request type or version."""
+
+    code = 35
+
+
+class TopicAlreadyExistsError(RillError):
+    """A topic with this name exists already."""
+
+    code = 36
+
+
+class InvalidPartitionsError(RillError):
+    """The partition count is not valid."""
+
+    code = 37
+
+
+class InvalidReplicationFactorError(RillError):
+    """The replication factor is not valid, or above the number of live brokers."""
+
+    code = 38
+
+
+class InvalidConfigError(RillError):
+    """A topic, broker or client setting is unknown or has a bad value."""
+
+    code = 40
+
+
+class InvalidRequestError(RillError):
+    """The request frame could not be decoded or breaks the protocol."""
+
+    code = 42
+
+
+class FencedLeaderEpochError(RillError):
+    """The request carried a leader epoch older than the partition's current one."""
+
+    code = 74
+    retriable = True
+
+
+class StorageError(RillError):
+    """The broker could not read or write its log on disk."""
+
+    code = 56
+    retriable = True
+
+
+class ProducerClosedError(RillError):
+    """The producer was closed before the record could be sent."""
+
+    code = -2
+
+
+class ConsumerClosedError(RillError):
+    """The consumer was closed."""
+
+    code = -3
+
+
+_BY_CODE: dict[int, type[RillError]] = {}
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, RillError) and _cls.code >= -1:
+        _BY_CODE.setdefault(_cls.code, _cls)
+_BY_CODE[-1] = UnknownServerError
+
+
+def error_for_code(code: int, message: str = "") -> RillError:
+    """Build the typed exception that a wire error code stands for."""
+    cls = _BY_CODE.get(code, UnknownServerError)
+    if cls is UnknownServerError and code != -1:
+        message = f"error code {code}: {message}"
+    return cls(message or cls.__doc__.splitlines()[0])
+
+
+def code_of(error: BaseException) -> int:
+    """The wire code for an exception raised while serving a request."""
+    return error.code if isinstance(error, RillError) else UnknownServerError.code
+

@@ -1,0 +1,303 @@
+"""The ``rill`` command line: run a node, run a local cluster, manage topics, produce and consume.
+
+This module only parses arguments and prints; the work is in launcher.py
+(processes), layout.py (files and ports), console.py (produce and consume)
+and tables.py (what tables show). Expected failures, every RillError from
+the client and every ClusterError from the launcher, end as one line
+``error: ...`` on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from rill.client.errors import InvalidConfigError, RillError
+from rill.cluster import console, launcher, tables
+from rill.cluster.layout import ClusterError, layout_file, plan_layout, read_layout
+from rill.node.config import load_node_config
+
+DEFAULT_NODE_COUNT = 1
+DEFAULT_BASE_PORT = 9092
+DEFAULT_DATA_DIR = "./data"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT}
+
+
+class CommandError(click.ClickException):
+    """An expected failure, shown as one line ``error: <message>``."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class RillGroup(click.Group):
+    """The top-level group: turns expected errors of any subcommand into CommandError."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RillError as error:
+            raise CommandError(f"{type(error).__name__}: {error}") from None
+        except ClusterError as error:
+            raise CommandError(str(error)) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise SystemExit(1) from None
+
+
+def _silence_stdout() -> None:
+    """After the reader of our stdout has gone (``rill consume | head``), send the rest nowhere, quietly."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,
+    help="Folder of the local cluster: layout, pid files, logs and every node's data.")
+bootstrap_option = click.option(
+    "--bootstrap", envvar="RILL_BOOTSTRAP", default=DEFAULT_BOOTSTRAP, show_default=True,
+    help="Brokers to connect to first: host:port[,host:port...] (env RILL_BOOTSTRAP).")
+timeout_option = click.option(
+    "--timeout", "timeout_seconds", type=click.FloatRange(min=0), default=launcher.READY_TIMEOUT_SECONDS,
+    show_default=True, help="Seconds to wait for the nodes to answer.")
+
+
+@click.group(cls=RillGroup)
+def main() -> None:
+    """Rill: a Kafka-class event streaming platform."""
+
+
+@main.command()
+@click.option("--id", "node_id", type=int, required=True, help="This node's id (1-based).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Node config file (TOML); the flags below override it.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data folder of the cluster.")
+@click.option("--base-port", type=click.IntRange(1, 65535), help="Port of node 1; node i uses base+i-1.")
+@click.option("--nodes", "node_count", type=click.IntRange(min=1), help="Number of nodes in the cluster.")
+@click.option("--cluster-id", help="Cluster id; every node of a cluster must agree.")
+def node(node_id: int, config_path: Path | None, data_dir: Path | None, base_port: int | None,
+         node_count: int | None, cluster_id: str | None) -> None:
+    """Run one broker in the foreground until SIGTERM or Ctrl-C."""
+    overrides = {"node_id": node_id, "data_dir": data_dir, "base_port": base_port,
+                 "node_count": node_count, "cluster_id": cluster_id}
+    try:
+        config = load_node_config(config_path, overrides)
+    except InvalidConfigError as error:
+        raise CommandError(f"invalid node config: {error}", exit_code=2) from None
+    from rill.node.main import run_node  # imported here: only the command that runs a broker loads it
+
+    run_node(config)
+
+
+@main.group()
+def cluster() -> None:
+    """Run a local cluster on this machine."""
+
+
+@cluster.command()
+@click.option("--nodes", "node_count", type=click.IntRange(min=1),
+              help=f"Number of nodes [default: the data dir's recorded layout, else {DEFAULT_NODE_COUNT}]")
+@click.option("--base-port", type=click.IntRange(1, 65535),
+              help=f"Port of node 1 [default: the data dir's recorded layout, else {DEFAULT_BASE_PORT}]")
+@data_dir_option
+@timeout_option
+def up(node_count: int | None, base_port: int | None, data_dir: Path, timeout_seconds: float) -> None:
+    """Start a local cluster in the background.
+
+    Starts every node, waits until each answers on its port, and prints the
+    bootstrap address on stdout (progress goes to stderr).
+    """
+    layout = plan_layout(data_dir, node_count, base_port, DEFAULT_NODE_COUNT, DEFAULT_BASE_PORT)
+    click.echo(f"starting {layout.node_count} node(s) in {layout.data_dir}", err=True)
+    launcher.start_nodes(layout, list(layout.node_ids), timeout_seconds)
+    for node_id in layout.node_ids:
+        click.echo(f"node {node_id}: pid {launcher.read_pid(layout, node_id)}, port {layout.node(node_id).port}, "
+                   f"log {layout.log_file(node_id)}", err=True)
+    click.echo(layout.bootstrap)
+
+
+@cluster.command()
+@data_dir_option
+def down(data_dir: Path) -> None:
+    """Stop every node of the local cluster.
+
+    Sends SIGTERM, then SIGKILL to a node still running after a timeout.
+    """
+    if not layout_file(data_dir).exists():
+        click.echo(f"no cluster in {data_dir}: nothing to stop", err=True)
+        return
+    layout = read_layout(data_dir)
+    for node_id, outcome in launcher.stop_nodes(layout, list(layout.node_ids)).items():
+        click.echo(f"node {node_id}: {outcome}")
+
+
+@cluster.command()
+@data_dir_option
+def status(data_dir: Path) -> None:
+    """Show every node of the local cluster.
+
+    Its pid, whether its process is alive, whether it answers on its port,
+    its port and its data dir.
+    """
+    layout = read_layout(data_dir)
+    Console().print(tables.status_table(launcher.node_statuses(layout)))
+    click.echo(f"bootstrap: {layout.bootstrap}")
+
+
+@cluster.command()
+@click.argument("node_id", metavar="ID", type=int)
+@click.option("--signal", "signal_name", type=click.Choice(sorted(SIGNALS), case_sensitive=False),
+              default="KILL", show_default=True, help="Signal to send.")
+@data_dir_option
+def kill(node_id: int, signal_name: str, data_dir: Path) -> None:
+    """Send a signal to one node (failure testing).
+
+    After KILL or TERM, waits (bounded) for the process to exit.
+    """
+    layout = read_layout(data_dir)
+    state = launcher.signal_node(layout, node_id, SIGNALS[signal_name.upper()])
+    click.echo(f"node {node_id}: sent SIG{signal_name.upper()}; process {state.value}")
+
+
+@cluster.command()
+@click.argument("node_id", metavar="ID", type=int)
+@data_dir_option
+@timeout_option
+def start(node_id: int, data_dir: Path, timeout_seconds: float) -> None:
+    """Start one node again (after kill).
+
+    Uses the recorded layout and waits until the node answers.
+    """
+    layout = read_layout(data_dir)
+    launcher.start_nodes(layout, [node_id], timeout_seconds)
+    click.echo(f"node {node_id}: pid {launcher.read_pid(layout, node_id)}, port {layout.node(node_id).port}")
+
+
+@main.group()
+def topic() -> None:
+    """Create, list, describe and delete topics."""
+
+
+def _parse_config(context: click.Context, parameter: click.Parameter, items: tuple[str, ...]) -> dict[str, str]:
+    """``("retention.ms=1000", ...)`` as a dict; a bad item is a usage error."""
+    config = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not separator or not name:
+            raise click.BadParameter(f"{item!r} is not key=value", context, parameter)
+        config[name] = value
+    return config
+
+
+@topic.command("create")
+@click.argument("name")
+@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--config", "config", multiple=True, callback=_parse_config, metavar="KEY=VALUE",
+              help="A topic setting, e.g. retention.ms=604800000 (repeatable).")
+@bootstrap_option
+def topic_create(name: str, partitions: int, replication_factor: int, config: dict[str, str], bootstrap: str) -> None:
+    """Create a topic."""
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        admin.create_topic(name, partitions=partitions, replication_factor=replication_factor, config=config)
+    click.echo(f"created topic {name}: {partitions} partition(s), replication factor {replication_factor}")
+
+
+@topic.command("list")
+@bootstrap_option
+def topic_list(bootstrap: str) -> None:
+    """Print every topic's name, one per line."""
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        names = admin.list_topics()
+    for name in sorted(names):
+        click.echo(name)
+
+
+@topic.command("describe")
+@click.argument("name")
+@bootstrap_option
+def topic_describe(name: str, bootstrap: str) -> None:
+    """Show a topic's partitions and config.
+
+    For each partition: leader, replicas, in-sync replicas, leader epoch,
+    high watermark and log start offset.
+    """
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        description = admin.describe_topic(name)
+    output = Console()
+    for table in tables.topic_tables(description):
+        output.print(table)
+
+
+@topic.command("delete")
+@click.argument("name")
+@bootstrap_option
+def topic_delete(name: str, bootstrap: str) -> None:
+    """Delete a topic and its data."""
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        admin.delete_topic(name)
+    click.echo(f"deleted topic {name}")
+
+
+@main.command()
+@click.argument("topic_name", metavar="TOPIC")
+@click.option("--key", help="Key of every record (UTF-8).")
+@click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True)
+@bootstrap_option
+def produce(topic_name: str, key: str | None, acks: str, bootstrap: str) -> None:
+    """Send one record per line of stdin.
+
+    Flushes at end of input and prints how many records were acknowledged.
+    """
+    lines = map(console.strip_newline, click.get_binary_stream("stdin"))
+    outcome = console.produce_lines(bootstrap, topic_name, lines, None if key is None else key.encode(), acks)
+    click.echo(f"acknowledged {outcome.acknowledged} of {outcome.sent} record(s)")
+    if outcome.first_error is not None:
+        error = outcome.first_error
+        raise CommandError(f"{type(error).__name__}: {error}")
+
+
+@main.command()
+@click.argument("topic_name", metavar="TOPIC")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new records).")
+@click.option("--max-messages", type=click.IntRange(min=1), help="Stop after this many records.")
+@click.option("--timeout-ms", "idle_timeout_ms", type=click.IntRange(min=0),
+              help="Stop after this many milliseconds without a new record.")
+@click.option("--print-key", is_flag=True, help="Print key<TAB>value.")
+@click.option("--print-offset", is_flag=True, help="Print partition:offset<TAB> first.")
+@bootstrap_option
+def consume(topic_name: str, from_beginning: bool, max_messages: int | None, idle_timeout_ms: int | None,
+            print_key: bool, print_offset: bool, bootstrap: str) -> None:
+    """Print a topic's records, one per line.
+
+    Values are decoded as UTF-8 (bad bytes replaced). Stops after
+    --max-messages records, after --timeout-ms without one, or at Ctrl-C.
+    """
+    count = 0
+    records = console.consume_records(bootstrap, topic_name, from_beginning, max_messages, idle_timeout_ms)
+    try:
+        with closing(records):
+            for record in records:
+                click.echo(console.format_record(record, print_key, print_offset))
+                count += 1
+    except KeyboardInterrupt:
+        pass
+    click.echo(f"consumed {count} record(s)", err=True)

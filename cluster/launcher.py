@@ -1,0 +1,262 @@
+"""Starts, watches, signals and stops the node processes of a local cluster.
+
+Each node runs as ``python -m rill.cluster node --id I ...`` in its own
+session (so a Ctrl-C in the terminal that started it does not reach it), with
+stdout and stderr appended to ``node-<id>.log`` and its pid in
+``node-<id>.pid`` (see layout.py). Processes are found again through their
+pid files only, and a pid is trusted only while its command line is still
+that node's, so a recycled pid never receives our signals.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rill.client.errors import RillError
+from rill.cluster.layout import LOCAL_HOST, ClusterError, ClusterLayout, write_layout
+
+READY_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 15.0
+KILL_TIMEOUT_SECONDS = 5.0
+POLL_INTERVAL_SECONDS = 0.1
+PROBE_TIMEOUT_MS = 1000
+LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 65536
+START_MARKER = "==== rill cluster: starting node"
+PROC = Path("/proc")
+
+
+class ProcessState(enum.Enum):
+    """What the operating system says about a node's process."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    ZOMBIE = "zombie"
+    GONE = "not running"
+
+    @property
+    def alive(self) -> bool:
+        """The process exists and is not a zombie (a stopped process is alive: SIGCONT resumes it)."""
+        return self in (ProcessState.RUNNING, ProcessState.STOPPED)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node as ``rill cluster status`` shows it. ``answers`` is None when not probed."""
+
+    node_id: int
+    pid: int | None
+    state: ProcessState
+    answers: bool | None
+    port: int
+    data_dir: Path
+
+
+def process_state(pid: int, command: list[str]) -> ProcessState:
+    """The state of ``pid`` if it runs ``command`` (interpreter aside); GONE if it does not, or no longer exists."""
+    if not PROC.is_dir():
+        return _state_without_proc(pid)
+    try:
+        actual_command = (PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        state_letter = (PROC / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return ProcessState.GONE
+    if state_letter == "Z":
+        return ProcessState.ZOMBIE
+    if actual_command[1:len(command)] != command[1:]:
+        return ProcessState.GONE
+    return ProcessState.STOPPED if state_letter in ("T", "t") else ProcessState.RUNNING
+
+
+def _state_without_proc(pid: int) -> ProcessState:
+    """Where there is no /proc (macOS), a process that accepts signal 0 counts as running."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return ProcessState.GONE
+    return ProcessState.RUNNING
+
+
+def read_pid(layout: ClusterLayout, node_id: int) -> int | None:
+    """The pid recorded for a node, or None if there is no readable pid file."""
+    try:
+        return int(layout.pid_file(node_id).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def node_state(layout: ClusterLayout, node_id: int) -> tuple[int | None, ProcessState]:
+    """A node's recorded pid and what its process is doing now."""
+    pid = read_pid(layout, node_id)
+    return pid, ProcessState.GONE if pid is None else process_state(pid, node_command(layout, node_id))
+
+
+def node_answers(port: int, timeout_ms: int = PROBE_TIMEOUT_MS) -> bool:
+    """Whether the broker on this port of 127.0.0.1 answers a metadata request in time."""
+    from rill.client import Admin  # imported here: the client is only loaded by commands that talk to brokers
+
+    try:
+        with Admin(f"{LOCAL_HOST}:{port}", request_timeout_ms=timeout_ms) as admin:
+            admin.list_topics()
+    except RillError:
+        return False
+    return True
+
+
+def node_statuses(layout: ClusterLayout, probe: bool = True) -> list[NodeStatus]:
+    """Every node's pid, process state and (if ``probe``, for running nodes) whether it answers."""
+    statuses = []
+    for node_id in layout.node_ids:
+        pid, state = node_state(layout, node_id)
+        port = layout.node(node_id).port
+        answers = node_answers(port) if probe and state is ProcessState.RUNNING else None
+        statuses.append(NodeStatus(node_id, pid, state, answers, port, layout.node_data_dir(node_id)))
+    return statuses
+
+
+def node_command(layout: ClusterLayout, node_id: int) -> list[str]:
+    """The command line that runs one node of the layout in the foreground."""
+    return [sys.executable, "-m", "rill.cluster", "node", "--id", str(node_id),
+            "--data-dir", str(layout.data_dir), "--base-port", str(layout.base_port),
+            "--nodes", str(layout.node_count)]
+
+
+def _spawn_node(layout: ClusterLayout, node_id: int) -> subprocess.Popen:
+    """Start one node in the background, its output appended to its log, and record its pid."""
+    with layout.log_file(node_id).open("a") as log:
+        log.write(f"{START_MARKER} {node_id} at {datetime.now(timezone.utc).isoformat()} ====\n")
+        log.flush()
+        process = subprocess.Popen(node_command(layout, node_id), stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    layout.pid_file(node_id).write_text(f"{process.pid}\n")
+    return process
+
+
+def start_nodes(layout: ClusterLayout, node_ids: list[int], timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
+    """Start these nodes and wait until each answers on its port; on failure stop them and raise ClusterError."""
+    for node_id in node_ids:
+        layout.check_node_id(node_id)
+        pid, state = node_state(layout, node_id)
+        if state.alive:
+            raise ClusterError(f"node {node_id} is already running (pid {pid}); stop it first "
+                               f"(rill cluster down, or rill cluster kill {node_id})")
+    write_layout(layout)
+    processes: dict[int, subprocess.Popen] = {}
+    try:
+        for node_id in node_ids:
+            processes[node_id] = _spawn_node(layout, node_id)
+        wait_until_ready(layout, processes, timeout_seconds)
+    except BaseException:
+        stop_nodes(layout, list(processes))
+        raise
+
+
+def wait_until_ready(layout: ClusterLayout, processes: dict[int, subprocess.Popen], timeout_seconds: float) -> None:
+    """Poll until every node answers; ClusterError with its log's last lines if one exits or time runs out."""
+    deadline = time.monotonic() + timeout_seconds
+    waiting = sorted(processes)
+    for _ in range(math.ceil(timeout_seconds / POLL_INTERVAL_SECONDS) + 1):
+        for node_id in waiting:
+            _raise_if_exited(layout, node_id, processes[node_id])
+        waiting = [node_id for node_id in waiting if not node_answers(layout.node(node_id).port)]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL_SECONDS)
+    if waiting:
+        tails = "\n".join(_log_tail_section(layout, node_id) for node_id in waiting)
+        raise ClusterError(f"node(s) {', '.join(map(str, waiting))} did not answer within {timeout_seconds:g} s\n{tails}")
+
+
+def _raise_if_exited(layout: ClusterLayout, node_id: int, process: subprocess.Popen) -> None:
+    """ClusterError with the node's last log lines if its process has exited."""
+    code = process.poll()
+    if code is not None:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise ClusterError(f"node {node_id} {how} during startup\n{_log_tail_section(layout, node_id)}")
+
+
+def _log_tail_section(layout: ClusterLayout, node_id: int) -> str:
+    """The last lines of a node's latest start in its log, headed by the log's path."""
+    lines = log_tail(layout.log_file(node_id))
+    body = "\n".join(f"  | {line}" for line in lines) if lines else "  | (empty)"
+    return f"last lines of {layout.log_file(node_id)}:\n{body}"
+
+
+def log_tail(path: Path, line_count: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines a node wrote since its latest start marker (reads at most the file's last 64 KiB)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            text = log.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = text.splitlines()
+    starts = [index for index, line in enumerate(lines) if line.startswith(START_MARKER)]
+    since_start = lines[starts[-1] + 1:] if starts else lines
+    return since_start[-line_count:]
+
+
+def signal_node(layout: ClusterLayout, node_id: int, signal_number: int) -> ProcessState:
+    """Send a signal to a running node; after TERM or KILL wait (bounded) for it to exit. Returns its state."""
+    layout.check_node_id(node_id)
+    pid, state = node_state(layout, node_id)
+    if pid is None or not state.alive:
+        raise ClusterError(f"node {node_id} is not running")
+    _send(pid, signal_number)
+    if signal_number not in (signal.SIGTERM, signal.SIGKILL):
+        return node_state(layout, node_id)[1]
+    timeout_seconds = STOP_TIMEOUT_SECONDS if signal_number == signal.SIGTERM else KILL_TIMEOUT_SECONDS
+    return _wait_for_exit(layout, [node_id], timeout_seconds).get(node_id, ProcessState.GONE)
+
+
+def stop_nodes(layout: ClusterLayout, node_ids: list[int]) -> dict[int, str]:
+    """SIGTERM the running nodes, SIGKILL those still alive after a timeout; remove pid files. Says what happened to each."""
+    outcomes = {node_id: "was not running" for node_id in node_ids}
+    running_pids = {}
+    for node_id in node_ids:
+        pid, state = node_state(layout, node_id)
+        if pid is not None and state.alive:
+            running_pids[node_id] = pid
+            _send(pid, signal.SIGTERM)
+            _send(pid, signal.SIGCONT)  # a stopped (SIGSTOP) process acts on SIGTERM only once resumed
+            outcomes[node_id] = "stopped"
+    survivors = _wait_for_exit(layout, list(running_pids), STOP_TIMEOUT_SECONDS)
+    for node_id in survivors:
+        _send(running_pids[node_id], signal.SIGKILL)
+        outcomes[node_id] = f"killed (still running {STOP_TIMEOUT_SECONDS:g} s after SIGTERM)"
+    unkillable = _wait_for_exit(layout, list(survivors), KILL_TIMEOUT_SECONDS)
+    if unkillable:
+        raise ClusterError(f"node(s) {', '.join(map(str, unkillable))} still running after SIGKILL")
+    for node_id in node_ids:
+        layout.pid_file(node_id).unlink(missing_ok=True)
+    return outcomes
+
+
+def _send(pid: int, signal_number: int) -> None:
+    """Signal a process, ignoring one that has just exited."""
+    try:
+        os.kill(pid, signal_number)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for_exit(layout: ClusterLayout, node_ids: list[int], timeout_seconds: float) -> dict[int, ProcessState]:
+    """Poll until these nodes' processes are gone or time runs out; returns those still alive and their state."""
+    deadline = time.monotonic() + timeout_seconds
+    alive: dict[int, ProcessState] = {}
+    for _ in range(math.ceil(timeout_seconds / POLL_INTERVAL_SECONDS) + 1):
+        alive = {node_id: state for node_id in node_ids if (state := node_state(layout, node_id)[1]).alive}
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL_SECONDS)
+    return alive

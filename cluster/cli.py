@@ -267,7 +267,7 @@ def produce(topic_name: str, key: str | None, acks: str, bootstrap: str) -> None
 
     Flushes at end of input and prints how many records were acknowledged.
     """
-    lines = map(console.strip_newline, click.get_binary_stream("stdin"))
+    lines = map(console.strip_newline, sys.stdin.buffer)
     outcome = console.produce_lines(bootstrap, topic_name, lines, None if key is None else key.encode(), acks)
     click.echo(f"acknowledged {outcome.acknowledged} of {outcome.sent} record(s)")
     if outcome.first_error is not None:

@@ -1,0 +1,66 @@
+# Rill: one command from a fresh clone, e.g. `make cluster` or `make test`.
+# Each target that needs the tools depends on .venv, which builds itself.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NODES ?= 1
+BASE_PORT ?= 9092
+DATA_DIR ?= ./data
+SIGNAL ?= KILL
+PYTEST_ARGS ?=
+
+ifeq ($(BASE_PORT),9092)
+BOOTSTRAP_FLAG :=
+else
+BOOTSTRAP_FLAG := --bootstrap 127.0.0.1:$(BASE_PORT)
+endif
+
+ifneq ($(filter kill-node start-node,$(MAKECMDGOALS)),)
+ifndef N
+$(error usage: make kill-node N=<node id> [SIGNAL=KILL|TERM|STOP|CONT], or make start-node N=<node id>)
+endif
+endif
+
+.PHONY: cluster status down test bench kill-node start-node clean
+
+# The virtualenv, rebuilt when pyproject.toml changes. A failed install
+# backdates .venv so that the next run tries again instead of trusting it.
+$(VENV): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' || { touch -t 197001010000 $(VENV); exit 1; }
+	touch $(VENV)
+
+cluster: $(VENV)
+	$(BIN)/rill cluster up --nodes $(NODES) --base-port $(BASE_PORT) --data-dir $(DATA_DIR)
+	$(BIN)/rill cluster status --data-dir $(DATA_DIR)
+	@echo
+	@echo "What to try next:"
+	@echo "  $(BIN)/rill topic create orders --partitions 3 $(BOOTSTRAP_FLAG)"
+	@echo "  seq 1 10 | $(BIN)/rill produce orders $(BOOTSTRAP_FLAG)"
+	@echo "  $(BIN)/rill consume orders --from-beginning --max-messages 10 $(BOOTSTRAP_FLAG)"
+	@echo "  make kill-node N=1; make start-node N=1; make status; make down"
+
+status: $(VENV)
+	$(BIN)/rill cluster status --data-dir $(DATA_DIR)
+
+down: $(VENV)
+	$(BIN)/rill cluster down --data-dir $(DATA_DIR)
+
+# pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
+test: $(VENV)
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(VENV)
+	$(BIN)/python loadtest/bench.py
+
+kill-node: $(VENV)
+	$(BIN)/rill cluster kill $(N) --signal $(SIGNAL) --data-dir $(DATA_DIR)
+
+start-node: $(VENV)
+	$(BIN)/rill cluster start $(N) --data-dir $(DATA_DIR)
+
+# Stops the cluster first (when the tools exist) so no node writes into a removed folder.
+clean:
+	if [ -x $(BIN)/rill ]; then $(BIN)/rill cluster down --data-dir $(DATA_DIR); fi
+	rm -rf $(DATA_DIR)

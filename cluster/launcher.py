@@ -112,13 +112,13 @@ def node_answers(port: int, timeout_ms: int = PROBE_TIMEOUT_MS) -> bool:
     return True
 
 
-def node_statuses(layout: ClusterLayout, probe: bool = True) -> list[NodeStatus]:
-    """Every node's pid, process state and (if ``probe``, for running nodes) whether it answers."""
+def node_statuses(layout: ClusterLayout) -> list[NodeStatus]:
+    """Every node's pid, process state and, for running nodes, whether it answers."""
     statuses = []
     for node_id in layout.node_ids:
         pid, state = node_state(layout, node_id)
         port = layout.node(node_id).port
-        answers = node_answers(port) if probe and state is ProcessState.RUNNING else None
+        answers = node_answers(port) if state is ProcessState.RUNNING else None
         statuses.append(NodeStatus(node_id, pid, state, answers, port, layout.node_data_dir(node_id)))
     return statuses
 
@@ -187,12 +187,12 @@ def _raise_if_exited(layout: ClusterLayout, node_id: int, process: subprocess.Po
 
 def _log_tail_section(layout: ClusterLayout, node_id: int) -> str:
     """The last lines of a node's latest start in its log, headed by the log's path."""
-    lines = log_tail(layout.log_file(node_id))
+    lines = _log_tail(layout.log_file(node_id))
     body = "\n".join(f"  | {line}" for line in lines) if lines else "  | (empty)"
     return f"last lines of {layout.log_file(node_id)}:\n{body}"
 
 
-def log_tail(path: Path, line_count: int = LOG_TAIL_LINES) -> list[str]:
+def _log_tail(path: Path, line_count: int = LOG_TAIL_LINES) -> list[str]:
     """The last lines a node wrote since its latest start marker (reads at most the file's last 64 KiB)."""
     try:
         with path.open("rb") as log:

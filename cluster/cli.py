@@ -92,11 +92,11 @@ def node(node_id: int, config_path: Path | None, data_dir: Path | None, base_por
                  "node_count": node_count, "cluster_id": cluster_id}
     try:
         config = load_node_config(config_path, overrides)
+        from rill.node.main import run_node  # imported here, after the config checks: only this command loads the broker
+
+        run_node(config)
     except InvalidConfigError as error:
         raise CommandError(f"invalid node config: {error}", exit_code=2) from None
-    from rill.node.main import run_node  # imported here: only the command that runs a broker loads it
-
-    run_node(config)
 
 
 @main.group()

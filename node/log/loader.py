@@ -1,0 +1,117 @@
+"""Opening a partition directory: find the segments, recover what a crash may have torn, rebuild what is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from rill.client.batch import BatchHeader
+from rill.node.log import leader_epoch_cache
+from rill.node.log.checkpoint import read_offset_checkpoint
+from rill.node.log.config import LogConfig
+from rill.node.log.files import TEMPORARY_SUFFIX
+from rill.node.log.leader_epoch_cache import EpochEntry, LeaderEpochCache
+from rill.node.log.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, parse_base_offset
+from rill.node.log.segments import LogSegments
+
+CLEAN_SHUTDOWN_FILE = "clean-shutdown"
+RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
+
+
+class LoadedLog(NamedTuple):
+    """What the loader hands the Log: the surviving segments, where recovery is complete, the epoch cache."""
+
+    segments: LogSegments
+    recovery_point: int
+    leader_epoch_cache: LeaderEpochCache
+
+
+def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
+    """Open every segment in ``directory`` (created if missing) and make the log whole again.
+
+    After a clean shutdown (the marker file exists) segments are trusted and
+    only those whose indexes are missing or inconsistent are rescanned.
+    Otherwise every segment from the one holding the recovery checkpoint on
+    is scanned and CRC-checked, and the log is cut at the first torn or
+    corrupt batch: the rest of that segment and every later segment go.
+    A gap between two segments is treated the same way.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(directory)
+    clean_shutdown = (directory / CLEAN_SHUTDOWN_FILE).exists()
+    recovery_point = None if clean_shutdown else read_offset_checkpoint(directory / RECOVERY_POINT_FILE) or 0
+    cache = LeaderEpochCache.read(directory / leader_epoch_cache.FILE_NAME)
+    on_batch = None if cache is None else _epoch_recorder(cache)
+    segments = _load_segments(directory, config, now_ms, recovery_point, on_batch)
+    if cache is None:
+        cache = _rebuild_epoch_cache(directory / leader_epoch_cache.FILE_NAME, segments)
+    log_end_offset = segments.active.next_offset
+    cache.truncate_from_end(log_end_offset)
+    cache.truncate_from_start(segments.first.base_offset)
+    recovery_point = log_end_offset if recovery_point is None else min(recovery_point, log_end_offset)
+    return LoadedLog(segments, recovery_point, cache)
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Half-written checkpoints and indexes whose .log is gone."""
+    log_bases = {parse_base_offset(path.name, LOG_SUFFIX) for path in directory.glob("*" + LOG_SUFFIX)}
+    for path in directory.glob("*" + TEMPORARY_SUFFIX):
+        path.unlink()
+    for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+        for path in directory.glob("*" + suffix):
+            if parse_base_offset(path.name, suffix) not in log_bases:
+                path.unlink()
+
+
+def _segment_base_offsets(directory: Path) -> list[int]:
+    names = (path.name for path in directory.glob("*" + LOG_SUFFIX))
+    return sorted(base for base in (parse_base_offset(name, LOG_SUFFIX) for name in names) if base is not None)
+
+
+def _load_segments(
+    directory: Path,
+    config: LogConfig,
+    now_ms: int,
+    recovery_point: int | None,
+    on_batch: Callable[[BatchHeader], None] | None,
+) -> LogSegments:
+    opened = [LogSegment.open(directory, base, config, now_ms) for base in _segment_base_offsets(directory)]
+    segments = LogSegments()
+    for slot, segment in enumerate(opened):
+        later = opened[slot + 1 :]
+        next_base_offset = later[0].base_offset if later else None
+        may_be_torn = recovery_point is not None and (next_base_offset is None or next_base_offset > recovery_point)
+        truncated_bytes = 0
+        if may_be_torn or not segment.load():
+            truncated_bytes = segment.recover(on_batch)
+        segments.add(segment)
+        if truncated_bytes or (next_base_offset is not None and segment.next_offset != next_base_offset):
+            for discarded in later:
+                discarded.delete()
+            break
+    if not segments:
+        segments.add(LogSegment.create(directory, 0, config, now_ms))
+    return segments
+
+
+def _epoch_recorder(cache: LeaderEpochCache) -> Callable[[BatchHeader], None]:
+    """During recovery, add the epochs of recovered batches that the cache had not recorded yet."""
+
+    def record(header: BatchHeader) -> None:
+        latest_epoch = cache.latest_epoch
+        if header.leader_epoch >= 0 and (latest_epoch is None or header.leader_epoch > latest_epoch):
+            cache.assign(header.leader_epoch, header.base_offset)
+
+    return record
+
+
+def _rebuild_epoch_cache(path: Path, segments: LogSegments) -> LeaderEpochCache:
+    """The cache file is missing or unreadable: rebuild it from every batch header, one loop step per batch."""
+    entries: list[EpochEntry] = []
+    for segment in segments:
+        for _, header in segment.batch_headers():
+            if header.leader_epoch >= 0 and (not entries or header.leader_epoch > entries[-1].epoch):
+                entries.append(EpochEntry(header.leader_epoch, header.base_offset))
+    cache = LeaderEpochCache(path, entries)
+    cache.write()
+    return cache

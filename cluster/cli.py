@@ -92,7 +92,8 @@ def node(node_id: int, config_path: Path | None, data_dir: Path | None, base_por
                  "node_count": node_count, "cluster_id": cluster_id}
     try:
         config = load_node_config(config_path, overrides)
-        from rill.node.main import run_node  # imported here, after the config checks: only this command loads the broker
+        # Imported here, after the config checks: only this command loads the broker.
+        from rill.node.main import run_node
 
         run_node(config)
     except InvalidConfigError as error:

@@ -174,7 +174,8 @@ def wait_until_ready(layout: ClusterLayout, processes: dict[int, subprocess.Pope
         time.sleep(POLL_INTERVAL_SECONDS)
     if waiting:
         tails = "\n".join(_log_tail_section(layout, node_id) for node_id in waiting)
-        raise ClusterError(f"node(s) {', '.join(map(str, waiting))} did not answer within {timeout_seconds:g} s\n{tails}")
+        node_list = ", ".join(map(str, waiting))
+        raise ClusterError(f"node(s) {node_list} did not answer within {timeout_seconds:g} s\n{tails}")
 
 
 def _raise_if_exited(layout: ClusterLayout, node_id: int, process: subprocess.Popen) -> None:
@@ -220,7 +221,7 @@ def signal_node(layout: ClusterLayout, node_id: int, signal_number: int) -> Proc
 
 
 def stop_nodes(layout: ClusterLayout, node_ids: list[int]) -> dict[int, str]:
-    """SIGTERM the running nodes, SIGKILL those still alive after a timeout; remove pid files. Says what happened to each."""
+    """SIGTERM the running nodes, SIGKILL those alive after a timeout, remove pid files; says what happened to each."""
     outcomes = {node_id: "was not running" for node_id in node_ids}
     running_pids = {}
     for node_id in node_ids:

@@ -82,7 +82,8 @@ def read_layout(data_dir: Path) -> ClusterLayout:
         values = tomllib.loads(path.read_text())
         return ClusterLayout(path.parent, int(values["node_count"]), int(values["base_port"]))
     except FileNotFoundError:
-        raise ClusterError(f"no cluster in {path.parent} (no {LAYOUT_FILE_NAME}); start one with: rill cluster up") from None
+        raise ClusterError(f"no cluster in {path.parent} (no {LAYOUT_FILE_NAME}); "
+                           "start one with: rill cluster up") from None
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as error:
         raise ClusterError(f"cannot read {path}: {error}") from None
 

@@ -137,7 +137,8 @@ def fake_producer(monkeypatch: pytest.MonkeyPatch) -> type[FakeProducer]:
 def test_produce_sends_one_record_per_line_without_newlines(fake_producer: type[FakeProducer]) -> None:
     result = invoke("produce", "orders", "--key", "k1", input=b"first\nsecond\n\nlast-without-newline")
     assert result.exit_code == 0, result.output
-    assert fake_producer.sent == [("orders", value, b"k1") for value in (b"first", b"second", b"", b"last-without-newline")]
+    values = [b"first", b"second", b"", b"last-without-newline"]
+    assert fake_producer.sent == [("orders", value, b"k1") for value in values]
     assert "acknowledged 4 of 4" in result.stdout
 
 

@@ -124,6 +124,13 @@ class InvalidConfigError(RillError):
     code = 40
 
 
+class NotControllerError(RillError):
+    """This broker is not the controller; the request must go to the one that is."""
+
+    code = 41
+    retriable = True
+
+
 class InvalidRequestError(RillError):
     """The request frame could not be decoded or breaks the protocol."""
 

@@ -1,0 +1,218 @@
+"""The producer's record accumulator: open batches per partition, ready batches for the sender.
+
+``send`` appends a record's columns to the open batch of its partition (a
+few list appends, no encoding); a batch closes when it reaches
+``batch_size`` or when the sender drains it after ``linger_ms``. Memory is
+bounded by ``buffer_memory``: ``append`` blocks up to ``max_block_ms`` while
+the sender catches up. Thread-safe: one lock guards every batch list.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Mapping
+
+from rill.client import batch as batch_format
+from rill.client.errors import RequestTimeoutError, RillError
+from rill.client.types import RecordMetadata
+
+RECORD_OVERHEAD_BYTES = 16  # length and timestamp columns of one record
+
+
+class BatchResult:
+    """Completion of one batch: its base offset or its error, shared by its records' futures."""
+
+    __slots__ = ("_event", "base_offset", "error", "_callbacks")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.base_offset = -1
+        self.error: RillError | None = None
+        self._callbacks: list[Callable[[], None]] | None = None
+
+    def complete(self, base_offset: int, error: RillError | None) -> None:
+        self.base_offset = base_offset
+        self.error = error
+        self._event.set()
+        for callback in self._callbacks or ():
+            callback()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._event.wait(timeout)
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        if self._event.is_set():
+            callback()
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(callback)
+
+
+class RecordFuture:
+    """The outcome of one ``send``: ``result(timeout)`` gives RecordMetadata or raises the error."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: "ProducerBatch", index: int):
+        self._batch = batch
+        self._index = index
+
+    def done(self) -> bool:
+        return self._batch.result._event.is_set()
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        result = self._batch.result
+        if not result.wait(timeout):
+            raise RequestTimeoutError(f"no acknowledgement within {timeout} s")
+        if result.error is not None:
+            raise result.error
+        batch = self._batch
+        offset = result.base_offset + self._index if result.base_offset >= 0 else -1
+        return RecordMetadata(batch.topic, batch.partition, offset, batch.timestamps[self._index])
+
+    def exception(self, timeout: float | None = None) -> RillError | None:
+        if not self._batch.result.wait(timeout):
+            raise RequestTimeoutError(f"no acknowledgement within {timeout} s")
+        return self._batch.result.error
+
+    def add_done_callback(self, callback: Callable[["RecordFuture"], None]) -> None:
+        """Call ``callback(future)`` once the record is acknowledged or failed (on the sender thread)."""
+        self._batch.result.add_callback(lambda: callback(self))
+
+
+class ProducerBatch:
+    """Records for one partition, kept as columns until the sender encodes them once."""
+
+    __slots__ = ("topic", "partition", "values", "keys", "timestamps", "headers", "has_keys", "size_bytes",
+                 "created", "deadline", "result", "encoded", "attempts", "retry_at")
+
+    def __init__(self, topic: str, partition: int, now: float, delivery_timeout_s: float):
+        self.topic = topic
+        self.partition = partition
+        self.values: list = []
+        self.keys: list = []
+        self.timestamps: list[int] = []
+        self.headers: list | None = None
+        self.has_keys = False
+        self.size_bytes = batch_format.HEADER_SIZE + 1
+        self.created = now
+        self.deadline = now + delivery_timeout_s
+        self.result = BatchResult()
+        self.encoded: bytes | None = None
+        self.attempts = 0
+        self.retry_at = 0.0
+
+    def encode(self, compression: int) -> bytes:
+        """The batch's wire bytes, built once with bulk column calls and kept for retries."""
+        if self.encoded is None:
+            self.encoded = batch_format.encode_batch(
+                self.values, self.keys if self.has_keys else None, self.timestamps, self.headers, compression
+            )
+            self.values = self.keys = self.headers = None  # only timestamps are needed from here on
+        return self.encoded
+
+
+class RecordAccumulator:
+    """Open and ready batches per partition; shared by callers of send and the sender thread."""
+
+    def __init__(self, batch_size: int, linger_ms: int, buffer_memory: int, max_block_ms: int,
+                 delivery_timeout_ms: int, wake_sender: Callable[[], None], on_batch_closed: Callable[[str, int], None]):
+        self._batch_size = batch_size
+        self._linger_s = linger_ms / 1000
+        self._buffer_memory = buffer_memory
+        self._max_block_s = max_block_ms / 1000
+        self._delivery_timeout_s = delivery_timeout_ms / 1000
+        self._wake_sender = wake_sender
+        self._on_batch_closed = on_batch_closed
+        self._lock = threading.Condition()
+        self._open: dict[tuple[str, int], ProducerBatch] = {}
+        self._ready: deque[ProducerBatch] = deque()
+        self._buffered_bytes = 0
+        self._unfinished: set[ProducerBatch] = set()
+        self.flushing = 0
+
+    def append(self, topic: str, partition: int, timestamp: int, key: bytes | None, value: bytes | None,
+               headers: Mapping[str, bytes] | None, size: int) -> RecordFuture:
+        with self._lock:
+            if self._buffered_bytes >= self._buffer_memory:
+                self._wait_for_memory()
+            batch = self._open.get((topic, partition))
+            if batch is None:
+                batch = self._new_batch(topic, partition)
+            index = len(batch.values)
+            batch.values.append(value)
+            batch.keys.append(key)
+            batch.timestamps.append(timestamp)
+            if key is not None:
+                batch.has_keys = True
+            if headers:
+                if batch.headers is None:
+                    batch.headers = [None] * index
+                batch.headers.append(headers)
+            elif batch.headers is not None:
+                batch.headers.append(None)
+            batch.size_bytes += size + RECORD_OVERHEAD_BYTES
+            self._buffered_bytes += size + RECORD_OVERHEAD_BYTES
+            if batch.size_bytes >= self._batch_size:
+                self._close(batch)
+                self._wake_sender()
+            return RecordFuture(batch, index)
+
+    def _new_batch(self, topic: str, partition: int) -> ProducerBatch:
+        batch = ProducerBatch(topic, partition, time.monotonic(), self._delivery_timeout_s)
+        self._open[(topic, partition)] = batch
+        self._unfinished.add(batch)
+        if len(self._open) == 1 and not self._ready:
+            self._wake_sender()  # the sender may be sleeping with nothing to time
+        return batch
+
+    def _wait_for_memory(self) -> None:
+        deadline = time.monotonic() + self._max_block_s
+        while self._buffered_bytes >= self._buffer_memory:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeoutError(
+                    f"buffer_memory ({self._buffer_memory} bytes) stayed full for max_block_ms"
+                )
+            self._wake_sender()
+            self._lock.wait(remaining)
+
+    def _close(self, batch: ProducerBatch) -> None:
+        del self._open[(batch.topic, batch.partition)]
+        self._ready.append(batch)
+        self._on_batch_closed(batch.topic, batch.partition)
+
+    def drain(self, now: float, force: bool) -> tuple[list[ProducerBatch], float | None]:
+        """Batches to send now, and when the next open batch's linger ends (None: no open batch)."""
+        with self._lock:
+            for batch in list(self._open.values()):
+                if force or self.flushing or now - batch.created >= self._linger_s:
+                    self._close(batch)
+            ready = list(self._ready)
+            self._ready.clear()
+            next_due = min((b.created + self._linger_s for b in self._open.values()), default=None)
+            return ready, next_due
+
+    def requeue(self, batch: ProducerBatch) -> None:
+        """Put back a batch to retry; it goes ahead of newer batches of its partition."""
+        with self._lock:
+            self._ready.appendleft(batch)
+
+    def finished(self, batch: ProducerBatch, base_offset: int, error: RillError | None) -> None:
+        """Complete a batch's futures and give its memory back."""
+        with self._lock:
+            self._unfinished.discard(batch)
+            self._buffered_bytes -= batch.size_bytes - batch_format.HEADER_SIZE - 1
+            self._lock.notify_all()
+        batch.result.complete(base_offset, error)
+
+    def unfinished(self) -> list[ProducerBatch]:
+        with self._lock:
+            return list(self._unfinished)
+
+    def has_work(self) -> bool:
+        with self._lock:
+            return bool(self._unfinished)

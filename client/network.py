@@ -1,0 +1,190 @@
+"""Requests to brokers over ZeroMQ: many in flight per broker, matched by correlation id.
+
+One DEALER socket per broker address. ``IMMEDIATE`` keeps requests from
+queueing for a broker that is not connected, so a dead broker shows up as
+BrokerNotAvailableError at once or as RequestTimeoutError after
+``timeout_ms``, never as a silent wait. Not thread-safe: each thread that
+talks to brokers owns its own NetworkClient (the zmq Context is shared).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any, Callable
+
+import msgspec
+import zmq
+
+from rill.client import protocol
+from rill.client.errors import (
+    BrokerNotAvailableError,
+    InvalidConfigError,
+    RequestTimeoutError,
+    RillError,
+    error_for_code,
+)
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[Any, RillError | None], None]
+MAX_RESPONSE_BYTES = 1 << 30
+
+
+class _InFlight:
+    __slots__ = ("api", "address", "callback", "deadline")
+
+    def __init__(self, api: protocol.Api, address: str, callback: Callback, deadline: float):
+        self.api = api
+        self.address = address
+        self.callback = callback
+        self.deadline = deadline
+
+
+def parse_bootstrap(bootstrap: str) -> list[str]:
+    """'host:port[,host:port...]' as a list of 'host:port'; raises InvalidConfigError when malformed."""
+    addresses = [part.strip() for part in bootstrap.split(",") if part.strip()]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidConfigError(f"bootstrap address {address!r} is not host:port")
+    if not addresses:
+        raise InvalidConfigError("bootstrap needs at least one host:port")
+    return addresses
+
+
+class NetworkClient:
+    """Sends requests and dispatches responses to callbacks; ``poll`` drives everything."""
+
+    def __init__(self, context: zmq.Context, client_id: str = ""):
+        self._context = context
+        self._client_id = client_id
+        self._sockets: dict[str, zmq.Socket] = {}
+        self._addresses: dict[zmq.Socket, str] = {}
+        self._poller = zmq.Poller()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight_by_address: dict[str, int] = {}
+        self._correlation_ids = itertools.count(1)
+
+    def register(self, socket: zmq.Socket) -> None:
+        """Also wake ``poll`` when this extra socket (e.g. a producer's wake-up pipe) is readable."""
+        self._poller.register(socket, zmq.POLLIN)
+
+    def _socket(self, address: str) -> zmq.Socket:
+        socket = self._sockets.get(address)
+        if socket is None:
+            socket = self._context.socket(zmq.DEALER)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.IMMEDIATE, 1)
+            socket.setsockopt(zmq.RECONNECT_IVL, 50)
+            socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            socket.setsockopt(zmq.MAXMSGSIZE, MAX_RESPONSE_BYTES)
+            socket.setsockopt(zmq.SNDHWM, 10_000)
+            socket.setsockopt(zmq.RCVHWM, 10_000)
+            socket.connect(f"tcp://{address}")
+            self._sockets[address] = socket
+            self._addresses[socket] = address
+            self._poller.register(socket, zmq.POLLIN)
+        return socket
+
+    def in_flight(self, address: str) -> int:
+        return self._in_flight_by_address.get(address, 0)
+
+    @property
+    def pending(self) -> int:
+        return len(self._in_flight)
+
+    def send(self, address: str, api: protocol.Api, body: Any, callback: Callback, timeout_ms: int) -> bool:
+        """Queue a request; False (and nothing queued) if the broker is not connected yet."""
+        correlation_id = next(self._correlation_ids)
+        frame = protocol.encode_request(api, correlation_id, body, self._client_id)
+        try:
+            self._socket(address).send(frame, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        self._in_flight[correlation_id] = _InFlight(api, address, callback, time.monotonic() + timeout_ms / 1000)
+        self._in_flight_by_address[address] = self._in_flight_by_address.get(address, 0) + 1
+        return True
+
+    def send_only(self, address: str, api: protocol.Api, body: Any) -> bool:
+        """Send a request that gets no response (produce with acks=0); False if not connected."""
+        frame = protocol.encode_request(api, next(self._correlation_ids), body, self._client_id)
+        try:
+            self._socket(address).send(frame, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        return True
+
+    def poll(self, timeout_ms: float) -> list[zmq.Socket]:
+        """Wait up to timeout_ms, dispatch every response that arrived, expire late requests.
+
+        Returns the extra (registered) sockets that are readable.
+        """
+        ready = dict(self._poller.poll(max(0, int(timeout_ms))))
+        extra = []
+        for socket in ready:
+            address = self._addresses.get(socket)
+            if address is None:
+                extra.append(socket)
+                continue
+            for _ in range(10_000):
+                try:
+                    frame = socket.recv(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                self._dispatch(frame)
+        self._expire(time.monotonic())
+        return extra
+
+    def _finish(self, correlation_id: int) -> _InFlight | None:
+        entry = self._in_flight.pop(correlation_id, None)
+        if entry is not None:
+            self._in_flight_by_address[entry.address] -= 1
+        return entry
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            envelope = protocol.decode_response_envelope(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            log.warning("dropped a malformed response: %s", error)
+            return
+        entry = self._finish(envelope.correlation_id)
+        if entry is None:
+            return  # expired already, or a broker's reply to a frame it could not read
+        if envelope.error_code:
+            entry.callback(None, error_for_code(envelope.error_code, envelope.error_message))
+            return
+        try:
+            body = protocol.decode_response_body(entry.api.key, envelope.body)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as error:
+            entry.callback(None, error_for_code(-1, f"malformed {entry.api.name} response: {error}"))
+            return
+        entry.callback(body, None)
+
+    def _expire(self, now: float) -> None:
+        late = [cid for cid, entry in self._in_flight.items() if entry.deadline <= now]
+        for correlation_id in late:
+            entry = self._finish(correlation_id)
+            entry.callback(None, RequestTimeoutError(f"{entry.api.name} to {entry.address} timed out"))
+
+    def request(self, address: str, api: protocol.Api, body: Any, timeout_ms: int) -> Any:
+        """Send one request and wait for its response; raises its error."""
+        outcome: list = []
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not self.send(address, api, body, lambda result, error: outcome.append((result, error)), timeout_ms):
+            if time.monotonic() >= deadline:
+                raise BrokerNotAvailableError(f"no connection to {address}")
+            self.poll(10)
+        while not outcome:
+            self.poll(max(1.0, (deadline - time.monotonic()) * 1000))
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result
+
+    def close(self) -> None:
+        for socket in self._sockets.values():
+            socket.close(linger=0)
+        self._sockets.clear()
+        self._addresses.clear()

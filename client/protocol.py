@@ -1,0 +1,308 @@
+"""The wire protocol: the one definition of every request and response.
+
+Brokers and clients both import this module. A message is one ZeroMQ frame
+of MessagePack (msgspec, array-like structs, so field names never travel):
+
+    request  = [api_key, api_version, correlation_id, client_id, body]
+    response = [correlation_id, error_code, error_message, body]
+
+``body`` is the request or response struct of that API. A top-level
+``error_code`` other than 0 means the whole request failed (malformed
+frame, unknown API, bad version) and ``body`` is nil; per-partition errors
+travel inside the body. Record batches travel as opaque ``bytes``: the
+broker stores and returns them verbatim (client/batch.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+PROTOCOL_VERSION = 0
+
+
+class Struct(msgspec.Struct, array_like=True, omit_defaults=False):
+    """Base of every wire struct: encoded as a MessagePack array, in field order."""
+
+
+# ---- envelopes -------------------------------------------------------------
+
+
+class RequestEnvelope(Struct):
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str
+    body: msgspec.Raw
+
+
+class ResponseEnvelope(Struct):
+    correlation_id: int
+    error_code: int
+    error_message: str
+    body: msgspec.Raw  # MessagePack nil when error_code is set
+
+
+# ---- api versions ----------------------------------------------------------
+
+
+class ApiVersionsRequest(Struct):
+    pass
+
+
+class ApiVersionRange(Struct):
+    api_key: int
+    min_version: int
+    max_version: int
+
+
+class ApiVersionsResponse(Struct):
+    apis: list[ApiVersionRange]
+
+
+# ---- metadata --------------------------------------------------------------
+
+
+class MetadataRequest(Struct):
+    topics: list[str] | None  # None: every topic
+
+
+class BrokerMetadata(Struct):
+    node_id: int
+    host: str
+    port: int
+
+
+class PartitionMetadata(Struct):
+    partition: int
+    error_code: int
+    leader: int
+    leader_epoch: int
+    replicas: list[int]
+    isr: list[int]
+
+
+class TopicMetadata(Struct):
+    name: str
+    error_code: int
+    error_message: str
+    partitions: list[PartitionMetadata]
+
+
+class MetadataResponse(Struct):
+    brokers: list[BrokerMetadata]
+    controller_id: int
+    topics: list[TopicMetadata]
+
+
+# ---- topic administration --------------------------------------------------
+
+
+class CreateTopicRequest(Struct):
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+    timeout_ms: int
+
+
+class DeleteTopicRequest(Struct):
+    name: str
+    timeout_ms: int
+
+
+class TopicResult(Struct):
+    name: str
+    error_code: int
+    error_message: str
+
+
+class DescribeConfigsRequest(Struct):
+    topic: str
+
+
+class DescribeConfigsResponse(Struct):
+    topic: str
+    error_code: int
+    error_message: str
+    config: dict[str, str]
+
+
+# ---- produce ---------------------------------------------------------------
+
+
+class PartitionProduceData(Struct):
+    partition: int
+    records: bytes
+
+
+class TopicProduceData(Struct):
+    topic: str
+    partitions: list[PartitionProduceData]
+
+
+class ProduceRequest(Struct):
+    acks: int
+    timeout_ms: int
+    topics: list[TopicProduceData]
+
+
+class PartitionProduceResponse(Struct):
+    partition: int
+    error_code: int
+    error_message: str
+    base_offset: int
+    log_start_offset: int
+
+
+class TopicProduceResponse(Struct):
+    topic: str
+    partitions: list[PartitionProduceResponse]
+
+
+class ProduceResponse(Struct):
+    topics: list[TopicProduceResponse]
+
+
+# ---- fetch -----------------------------------------------------------------
+
+
+class PartitionFetch(Struct):
+    partition: int
+    fetch_offset: int
+    partition_max_bytes: int
+
+
+class TopicFetch(Struct):
+    topic: str
+    partitions: list[PartitionFetch]
+
+
+class FetchRequest(Struct):
+    max_wait_ms: int
+    min_bytes: int
+    max_bytes: int
+    topics: list[TopicFetch]
+
+
+class PartitionFetchResponse(Struct):
+    partition: int
+    error_code: int
+    error_message: str
+    high_watermark: int
+    log_start_offset: int
+    records: bytes
+
+
+class TopicFetchResponse(Struct):
+    topic: str
+    partitions: list[PartitionFetchResponse]
+
+
+class FetchResponse(Struct):
+    topics: list[TopicFetchResponse]
+
+
+# ---- list offsets ----------------------------------------------------------
+
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+
+
+class PartitionListOffsets(Struct):
+    partition: int
+    timestamp: int  # LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, or a time in ms
+
+
+class TopicListOffsets(Struct):
+    topic: str
+    partitions: list[PartitionListOffsets]
+
+
+class ListOffsetsRequest(Struct):
+    topics: list[TopicListOffsets]
+
+
+class PartitionOffsetResponse(Struct):
+    partition: int
+    error_code: int
+    error_message: str
+    offset: int  # -1 when no record has a timestamp at or after the one asked
+    timestamp: int
+
+
+class TopicOffsetsResponse(Struct):
+    topic: str
+    partitions: list[PartitionOffsetResponse]
+
+
+class ListOffsetsResponse(Struct):
+    topics: list[TopicOffsetsResponse]
+
+
+# ---- the API table ---------------------------------------------------------
+
+
+class Api(msgspec.Struct, frozen=True):
+    """One request type: its key, the versions brokers accept, and its two structs."""
+
+    key: int
+    name: str
+    request: type
+    response: type
+    min_version: int = 0
+    max_version: int = 0
+
+
+API_VERSIONS = Api(0, "api_versions", ApiVersionsRequest, ApiVersionsResponse)
+METADATA = Api(1, "metadata", MetadataRequest, MetadataResponse)
+CREATE_TOPIC = Api(2, "create_topic", CreateTopicRequest, TopicResult)
+DELETE_TOPIC = Api(3, "delete_topic", DeleteTopicRequest, TopicResult)
+DESCRIBE_CONFIGS = Api(4, "describe_configs", DescribeConfigsRequest, DescribeConfigsResponse)
+PRODUCE = Api(5, "produce", ProduceRequest, ProduceResponse)
+FETCH = Api(6, "fetch", FetchRequest, FetchResponse)
+LIST_OFFSETS = Api(7, "list_offsets", ListOffsetsRequest, ListOffsetsResponse)
+
+APIS: dict[int, Api] = {
+    api.key: api
+    for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS)
+}
+
+_encoder = msgspec.msgpack.Encoder()
+_NIL = msgspec.Raw(b"\xc0")
+_request_envelope = msgspec.msgpack.Decoder(RequestEnvelope)
+_response_envelope = msgspec.msgpack.Decoder(ResponseEnvelope)
+_request_decoders = {key: msgspec.msgpack.Decoder(api.request) for key, api in APIS.items()}
+_response_decoders = {key: msgspec.msgpack.Decoder(api.response) for key, api in APIS.items()}
+
+
+def encode_request(api: Api, correlation_id: int, body: Any, client_id: str = "", version: int | None = None) -> bytes:
+    """One request frame."""
+    raw = msgspec.Raw(_encoder.encode(body))
+    return _encoder.encode(
+        RequestEnvelope(api.key, api.max_version if version is None else version, correlation_id, client_id, raw)
+    )
+
+
+def decode_request_envelope(frame: bytes) -> RequestEnvelope:
+    """The envelope of a request; raises msgspec.DecodeError or ValidationError when malformed."""
+    return _request_envelope.decode(frame)
+
+
+def decode_request_body(api_key: int, raw: msgspec.Raw) -> Any:
+    return _request_decoders[api_key].decode(raw)
+
+
+def encode_response(correlation_id: int, body: Any = None, error_code: int = 0, error_message: str = "") -> bytes:
+    """One response frame; a top-level error has no body."""
+    raw = _NIL if body is None else msgspec.Raw(_encoder.encode(body))
+    return _encoder.encode(ResponseEnvelope(correlation_id, error_code, error_message, raw))
+
+
+def decode_response_envelope(frame: bytes) -> ResponseEnvelope:
+    return _response_envelope.decode(frame)
+
+
+def decode_response_body(api_key: int, raw: msgspec.Raw) -> Any:
+    return _response_decoders[api_key].decode(raw)

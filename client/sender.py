@@ -1,0 +1,232 @@
+"""The producer's background sender thread: drains ready batches to partition leaders.
+
+Per broker it keeps up to ``max_in_flight`` produce requests outstanding,
+each carrying at most one batch per partition. Retriable errors (NotLeader,
+UnknownTopic, timeouts, dead brokers) refresh metadata and retry the batch
+after ``retry_backoff_ms`` until its ``delivery_timeout_ms`` runs out; other
+errors fail the batch's futures. The thread owns its NetworkClient and the
+producer's ClusterMetadata; other threads only read ``partition_counts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import zmq
+
+from rill.client import protocol
+from rill.client.accumulator import ProducerBatch, RecordAccumulator
+from rill.client.errors import ProducerClosedError, RequestTimeoutError, RillError, error_for_code
+from rill.client.metadata import ClusterMetadata
+from rill.client.network import NetworkClient
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_MS = 100
+METADATA_MAX_AGE_S = 300.0
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    acks: int
+    compression: int
+    max_in_flight: int
+    max_request_size: int
+    request_timeout_ms: int
+    retry_backoff_ms: int
+    client_id: str
+
+
+class Sender(threading.Thread):
+    """Moves batches from the accumulator to brokers and completes their futures."""
+
+    def __init__(self, config: SenderConfig, accumulator: RecordAccumulator, metadata: ClusterMetadata,
+                 context: zmq.Context, wake_address: str):
+        super().__init__(name="rill-producer-sender", daemon=True)
+        self.config = config
+        self.accumulator = accumulator
+        self.metadata = metadata
+        self.partition_counts: dict[str, int] = {}
+        self.metadata_changed = threading.Condition()
+        self.wanted_topics: set[str] = set()
+        self._context = context
+        self._wake_address = wake_address
+        self._waiting: list[ProducerBatch] = []
+        self._metadata_stale = False
+        self._closing = False
+        self._force_close = False
+
+    # ---- called from other threads --------------------------------------------
+
+    def initiate_close(self, force: bool) -> None:
+        self._closing = True
+        self._force_close = self._force_close or force
+
+    # ---- the thread -------------------------------------------------------------
+
+    def run(self) -> None:
+        network = NetworkClient(self._context, self.config.client_id)
+        wake = self._context.socket(zmq.PULL)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.bind(self._wake_address)
+        network.register(wake)
+        try:
+            self._loop(network, wake)
+        except Exception:
+            log.exception("the producer's sender thread failed")
+            self._fail_all(ProducerClosedError("the producer's sender thread failed"))
+        finally:
+            network.close()
+            wake.close(linger=0)
+
+    def _loop(self, network: NetworkClient, wake: zmq.Socket) -> None:
+        while True:
+            if self._force_close:
+                self._fail_all(ProducerClosedError("the producer was closed before the record was sent"))
+                return
+            if self._closing and not self.accumulator.has_work() and not network.pending:
+                return
+            now = time.monotonic()
+            ready, next_due = self.accumulator.drain(now, force=self._closing)
+            self._waiting.extend(ready)
+            self._refresh_metadata(network, now)
+            self._send_waiting(network, now)
+            self._expire(now)
+            readable = network.poll(self._poll_timeout_ms(now, next_due))
+            if readable:
+                _drain(wake)
+
+    def _poll_timeout_ms(self, now: float, next_due: float | None) -> float:
+        deadlines = [next_due] if next_due is not None else []
+        deadlines += [batch.retry_at for batch in self._waiting if batch.retry_at > now]
+        if self._waiting and not deadlines:
+            return 5  # waiting for leaders or in-flight room
+        if not deadlines:
+            return IDLE_POLL_MS
+        return max(0.0, min(min(deadlines) - now, IDLE_POLL_MS / 1000) * 1000)
+
+    def _refresh_metadata(self, network: NetworkClient, now: float) -> None:
+        topics = set(self.wanted_topics)
+        topics.update(batch.topic for batch in self._waiting
+                      if self.metadata.leader_address(batch.topic, batch.partition) is None)
+        stale = self._metadata_stale or now - self.metadata.updated_at > METADATA_MAX_AGE_S
+        if not topics and not stale:
+            return
+        topics.update(self.metadata.partitions)
+        try:
+            self.metadata.refresh(network, sorted(topics), self.config.request_timeout_ms)
+        except RillError as error:
+            log.warning("metadata refresh failed: %s", error)
+            return
+        self._metadata_stale = False
+        with self.metadata_changed:
+            self.partition_counts = {name: len(parts) for name, parts in self.metadata.partitions.items()}
+            self.wanted_topics.difference_update(self.metadata.partitions, self.metadata.errors)
+            self.metadata_changed.notify_all()
+
+    def _send_waiting(self, network: NetworkClient, now: float) -> None:
+        by_address: dict[str, list[ProducerBatch]] = defaultdict(list)
+        keep: list[ProducerBatch] = []
+        for batch in self._waiting:
+            address = self.metadata.leader_address(batch.topic, batch.partition)
+            if address is None or batch.retry_at > now:
+                keep.append(batch)
+            else:
+                by_address[address].append(batch)
+        for address, batches in by_address.items():
+            keep.extend(self._send_to(network, address, batches))
+        self._waiting = keep
+
+    def _send_to(self, network: NetworkClient, address: str, batches: list[ProducerBatch]) -> list[ProducerBatch]:
+        """Send as many requests as in-flight room allows; returns the batches left waiting."""
+        while batches and network.in_flight(address) < self.config.max_in_flight:
+            request_batches, batches = self._one_request(batches)
+            if not self._send_request(network, address, request_batches):
+                return request_batches + batches
+        return batches
+
+    def _one_request(self, batches: list[ProducerBatch]) -> tuple[list[ProducerBatch], list[ProducerBatch]]:
+        """At most one batch per partition (keeps each partition's order), within max_request_size."""
+        taken, rest, partitions, size = [], [], set(), 0
+        for batch in batches:
+            encoded = batch.encode(self.config.compression)
+            key = (batch.topic, batch.partition)
+            if key in partitions or (taken and size + len(encoded) > self.config.max_request_size):
+                rest.append(batch)
+                continue
+            partitions.add(key)
+            taken.append(batch)
+            size += len(encoded)
+        return taken, rest
+
+    def _send_request(self, network: NetworkClient, address: str, batches: list[ProducerBatch]) -> bool:
+        by_topic: dict[str, list[protocol.PartitionProduceData]] = defaultdict(list)
+        for batch in batches:
+            by_topic[batch.topic].append(protocol.PartitionProduceData(batch.partition, batch.encoded))
+            batch.attempts += 1
+        request = protocol.ProduceRequest(
+            self.config.acks, self.config.request_timeout_ms,
+            [protocol.TopicProduceData(topic, parts) for topic, parts in by_topic.items()],
+        )
+        if self.config.acks == 0:
+            if not network.send_only(address, protocol.PRODUCE, request):
+                return False
+            for batch in batches:
+                self.accumulator.finished(batch, -1, None)
+            return True
+        return network.send(address, protocol.PRODUCE, request,
+                            lambda response, error: self._on_response(batches, response, error),
+                            self.config.request_timeout_ms)
+
+    def _on_response(self, batches: list[ProducerBatch], response: protocol.ProduceResponse | None,
+                     error: RillError | None) -> None:
+        if error is not None:
+            for batch in batches:
+                self._retry_or_fail(batch, error)
+            return
+        results = {(t.topic, p.partition): p for t in response.topics for p in t.partitions}
+        for batch in batches:
+            result = results.get((batch.topic, batch.partition))
+            if result is None:
+                self._retry_or_fail(batch, error_for_code(-1, "the broker did not answer for this partition"))
+            elif result.error_code:
+                self._retry_or_fail(batch, error_for_code(result.error_code, result.error_message))
+            else:
+                self.accumulator.finished(batch, result.base_offset, None)
+
+    def _retry_or_fail(self, batch: ProducerBatch, error: RillError) -> None:
+        now = time.monotonic()
+        if error.retriable and now < batch.deadline and not self._force_close:
+            self._metadata_stale = True
+            batch.retry_at = now + self.config.retry_backoff_ms / 1000
+            self._waiting.insert(0, batch)
+            return
+        self.accumulator.finished(batch, -1, error)
+
+    def _expire(self, now: float) -> None:
+        expired = [batch for batch in self._waiting if batch.deadline <= now]
+        if not expired:
+            return
+        self._waiting = [batch for batch in self._waiting if batch.deadline > now]
+        for batch in expired:
+            self.accumulator.finished(
+                batch, -1, RequestTimeoutError(f"{batch.topic}-{batch.partition}: not delivered within delivery_timeout_ms")
+            )
+
+    def _fail_all(self, error: RillError) -> None:
+        self.accumulator.drain(time.monotonic(), force=True)
+        for batch in self.accumulator.unfinished():
+            self.accumulator.finished(batch, -1, error)
+        self._waiting = []
+
+
+def _drain(socket: zmq.Socket) -> None:
+    for _ in range(10_000):
+        try:
+            socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return

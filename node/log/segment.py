@@ -84,7 +84,10 @@ class LogSegment:
         self._descriptor = open_for_append(self.log_path, truncate=create_new)
         self.size_bytes = os.fstat(self._descriptor).st_size
         self.offset_index = OffsetIndex(
-            directory / segment_file_name(base_offset, INDEX_SUFFIX), base_offset, config.segment_index_bytes, create_new
+            directory / segment_file_name(base_offset, INDEX_SUFFIX),
+            base_offset,
+            config.segment_index_bytes,
+            create_new,
         )
         self.time_index = TimeIndex(
             directory / segment_file_name(base_offset, TIME_INDEX_SUFFIX),
@@ -367,4 +370,7 @@ class LogSegment:
         self.time_index.delete()
 
     def __repr__(self) -> str:
-        return f"LogSegment(base_offset={self.base_offset}, next_offset={self.next_offset}, size_bytes={self.size_bytes})"
+        return (
+            f"LogSegment(base_offset={self.base_offset}, next_offset={self.next_offset}, "
+            f"size_bytes={self.size_bytes})"
+        )

@@ -316,11 +316,15 @@ class Log:
 
     @raises_storage_error
     def flush(self) -> None:
-        """fsync every segment written since the recovery point, then move the recovery checkpoint to the log end."""
+        """fsync every segment file changed since its last flush, then move the recovery checkpoint to the log end.
+
+        Not only those after the recovery point: a segment rolled just after
+        a flush gained its final time index entry when it was sealed.
+        """
         self._flush(self._clock_ms())
 
     def _flush(self, now_ms: int) -> None:
-        for segment in self._segments.from_offset(self._recovery_point):
+        for segment in self._segments:
             segment.flush()
         self._store_recovery_point(self.log_end_offset)
         self._unflushed_record_count = 0

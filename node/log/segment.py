@@ -66,6 +66,9 @@ class LogSegment:
     length and ends on a batch boundary; ``next_offset`` is the offset after
     the last batch; ``max_timestamp_ms`` is the largest batch max timestamp.
     Appends write the log before the index entries that point into it.
+    ``created_ms`` is when this process created or opened the segment;
+    segment.ms counts from there, as Kafka does for batches without
+    timestamps.
 
     Only headers are read on the append and read paths, one loop step per
     batch and never per record; records are decoded only to answer
@@ -99,6 +102,7 @@ class LogSegment:
         self.max_timestamp_ms = NO_TIMESTAMP
         self.offset_of_max_timestamp = base_offset
         self._bytes_since_last_index_entry = 0
+        self._unflushed = False
 
     @classmethod
     def create(cls, directory: Path, base_offset: int, config: LogConfig, created_ms: int) -> LogSegment:
@@ -126,7 +130,7 @@ class LogSegment:
             return False
         last_time_entry = self.time_index.last_entry()
         if last_time_entry is None:
-            return True
+            return self.size_bytes == 0  # sealing records a max timestamp, so a lost one means a lost index
         if last_time_entry.offset >= self.next_offset:
             return False
         self.max_timestamp_ms, self.offset_of_max_timestamp = last_time_entry
@@ -162,6 +166,7 @@ class LogSegment:
         if truncated_bytes:
             os.ftruncate(self._descriptor, valid_bytes)
             self.size_bytes = valid_bytes
+            self._unflushed = True
         return truncated_bytes
 
     def _reset_to_empty_indexes(self) -> None:
@@ -205,6 +210,7 @@ class LogSegment:
         batch stays behind; the error propagates.
         """
         position = self.size_bytes
+        self._unflushed = True
         try:
             written_bytes = write_fully(self._descriptor, buffers)
         except OSError:
@@ -331,6 +337,7 @@ class LogSegment:
         self.offset_index.truncate_to(header.base_offset)
         self.time_index.truncate_to(header.base_offset)
         os.ftruncate(self._descriptor, position)
+        self._unflushed = True
         truncated_bytes = self.size_bytes - position
         self.size_bytes = position
         self.next_offset = header.base_offset
@@ -351,8 +358,10 @@ class LogSegment:
                 self.max_timestamp_ms, self.offset_of_max_timestamp = header.max_timestamp, header.base_offset
 
     def flush(self) -> None:
-        """fsync the log, then the indexes that changed."""
-        os.fsync(self._descriptor)
+        """fsync whichever of the log and the indexes changed since the last flush, the log first."""
+        if self._unflushed:
+            os.fsync(self._descriptor)
+            self._unflushed = False
         self.offset_index.flush()
         self.time_index.flush()
 

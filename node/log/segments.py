@@ -50,11 +50,6 @@ class LogSegments:
         slot = bisect_right(self._base_offsets, offset) - 1
         return self._segments[slot] if slot >= 0 else None
 
-    def from_offset(self, offset: int) -> list[LogSegment]:
-        """The segment that holds ``offset`` (or the first one) and every later segment."""
-        slot = max(bisect_right(self._base_offsets, offset) - 1, 0)
-        return self._segments[slot:]
-
     def remove_first(self) -> LogSegment:
         del self._base_offsets[0]
         return self._segments.pop(0)

@@ -93,7 +93,11 @@ class Consumer:
         self._metadata_stale = False
         self._closed = False
         if topics is not None:
-            self.subscribe(list(topics))
+            try:
+                self.subscribe(list(topics))
+            except BaseException:
+                self.close()
+                raise
 
     def __enter__(self) -> "Consumer":
         return self

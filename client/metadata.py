@@ -32,7 +32,10 @@ class ClusterMetadata:
         random.shuffle(known)
         return known + [address for address in self.bootstrap if address not in known]
 
-    def update(self, response: protocol.MetadataResponse) -> None:
+    def update(self, response: protocol.MetadataResponse, every_topic: bool = False) -> None:
+        """Take a broker's answer; with ``every_topic`` it lists all topics, so forget the others."""
+        if every_topic:
+            self.partitions = {}
         self.brokers = {b.node_id: f"{b.host}:{b.port}" for b in response.brokers}
         self.controller_id = response.controller_id
         for topic in response.topics:
@@ -58,7 +61,7 @@ class ClusterMetadata:
             except RillError as error:
                 last_error = error
                 continue
-            self.update(response)
+            self.update(response, every_topic=topics is None)
             return
         raise BrokerNotAvailableError(f"no broker of {self.addresses()} answered: {last_error}")
 

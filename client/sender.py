@@ -131,9 +131,12 @@ class Sender(threading.Thread):
     def _send_waiting(self, network: NetworkClient, now: float) -> None:
         by_address: dict[str, list[ProducerBatch]] = defaultdict(list)
         keep: list[ProducerBatch] = []
+        held: set[tuple[str, int]] = set()  # partitions whose older batch waits: newer ones wait too
         for batch in self._waiting:
+            key = (batch.topic, batch.partition)
             address = self.metadata.leader_address(batch.topic, batch.partition)
-            if address is None or batch.retry_at > now:
+            if address is None or batch.retry_at > now or key in held:
+                held.add(key)
                 keep.append(batch)
             else:
                 by_address[address].append(batch)

@@ -15,7 +15,7 @@ TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 # Greedy on the topic, so the split is on the last "-": topic names may contain "-".
 PARTITION_DIRECTORY = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>[0-9]+)")
 
-TopicConfigs = Mapping[str, LogConfig] | Callable[[str], LogConfig]
+TopicConfigs = Mapping[str, LogConfig] | Callable[[str], LogConfig | None]
 
 
 class LogManager:
@@ -61,8 +61,9 @@ class LogManager:
     def load_existing(self, configs_by_topic: TopicConfigs) -> list[tuple[str, int]]:
         """Open every partition directory in ``data_dir``; return the (topic, partition) pairs opened.
 
-        ``configs_by_topic`` maps a topic to its LogConfig (a mapping, where a
-        missing topic gets the default config, or a function).
+        ``configs_by_topic`` maps a topic to its LogConfig: a mapping, or a
+        function; a topic missing from the mapping, or for which the function
+        returns None, gets the default config.
         """
         config_for = configs_by_topic if callable(configs_by_topic) else self._lookup_in(configs_by_topic)
         opened = []

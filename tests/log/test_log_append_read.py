@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 from rill.client.batch import COMPRESSION_LZ4, check_batch, decode_batch, encode_batch, iter_batches
@@ -10,6 +13,7 @@ from rill.client.errors import (
     FencedLeaderEpochError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
+    StorageError,
 )
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
@@ -199,3 +203,25 @@ def test_follower_append_refuses_offsets_with_a_gap(open_log):
     with pytest.raises(CorruptRecordError):
         follower.append_as_follower(first + second)
     assert (follower.log_end_offset, follower.size_bytes) == (0, 0)
+
+
+def test_a_failed_write_leaves_no_torn_batch_and_raises_storage_error(open_log, monkeypatch):
+    log = open_log()
+    log.append(batch(b"a"), leader_epoch=0)
+    size_bytes = log.size_bytes
+    real_writev = os.writev
+    calls = []
+
+    def write_half_then_fail(descriptor, buffers):
+        calls.append(len(buffers))
+        if len(calls) == 1:
+            return os.write(descriptor, bytes(buffers[0][:7]))
+        raise OSError(errno.ENOSPC, "disk full")
+
+    monkeypatch.setattr(os, "writev", write_half_then_fail)
+    with pytest.raises(StorageError):
+        log.append(batch(b"b"), leader_epoch=0)
+    monkeypatch.setattr(os, "writev", real_writev)
+    assert (log.size_bytes, log.log_end_offset) == (size_bytes, 1)
+    assert log.append(batch(b"c"), leader_epoch=0).first_offset == 1
+    assert records_of(log.read(0, 1 << 20)) == [(0, b"a"), (1, b"c")]

@@ -74,3 +74,11 @@ def test_invalid_topic_names_get_no_directory(tmp_path):
     for topic in ("", "..", "a/b", "white space"):
         with pytest.raises(InvalidTopicError):
             manager.get_or_create(topic, 0)
+
+
+def test_load_existing_gives_the_default_config_when_the_function_returns_none(tmp_path, clock):
+    LogManager(tmp_path, clock_ms=clock).get_or_create("gone", 0)
+    default = LogConfig(retention_ms=77)
+    manager = LogManager(tmp_path, default, clock_ms=clock)
+    manager.load_existing(lambda topic: None)
+    assert manager.get("gone", 0).config == default

@@ -51,36 +51,36 @@ class BatchResult:
         self._callbacks.append(callback)
 
 
-class RecordFuture:
-    """The outcome of one ``send``: ``result(timeout)`` gives RecordMetadata or raises the error."""
+class RecordFuture(tuple):
+    """The outcome of one ``send``: ``result(timeout)`` gives RecordMetadata or raises the error.
 
-    __slots__ = ("_batch", "_index")
+    A (batch, index) tuple, so that creating one per record costs no Python call.
+    """
 
-    def __init__(self, batch: "ProducerBatch", index: int):
-        self._batch = batch
-        self._index = index
+    __slots__ = ()
 
     def done(self) -> bool:
-        return self._batch.result._event.is_set()
+        return self[0].result._event.is_set()
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
-        result = self._batch.result
+        batch, index = self
+        result = batch.result
         if not result.wait(timeout):
             raise RequestTimeoutError(f"no acknowledgement within {timeout} s")
         if result.error is not None:
             raise result.error
-        batch = self._batch
-        offset = result.base_offset + self._index if result.base_offset >= 0 else -1
-        return RecordMetadata(batch.topic, batch.partition, offset, batch.timestamps[self._index])
+        offset = result.base_offset + index if result.base_offset >= 0 else -1
+        return RecordMetadata(batch.topic, batch.partition, offset, batch.timestamps[index])
 
     def exception(self, timeout: float | None = None) -> RillError | None:
-        if not self._batch.result.wait(timeout):
+        result = self[0].result
+        if not result.wait(timeout):
             raise RequestTimeoutError(f"no acknowledgement within {timeout} s")
-        return self._batch.result.error
+        return result.error
 
     def add_done_callback(self, callback: Callable[["RecordFuture"], None]) -> None:
         """Call ``callback(future)`` once the record is acknowledged or failed (on the sender thread)."""
-        self._batch.result.add_callback(lambda: callback(self))
+        self[0].result.add_callback(lambda: callback(self))
 
 
 class ProducerBatch:
@@ -127,7 +127,8 @@ class RecordAccumulator:
         self._delivery_timeout_s = delivery_timeout_ms / 1000
         self._wake_sender = wake_sender
         self._on_batch_closed = on_batch_closed
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()  # a plain lock: `with` on it costs no Python call
+        self._memory_freed = threading.Condition(self._lock)
         self._open: dict[tuple[str, int], ProducerBatch] = {}
         self._ready: deque[ProducerBatch] = deque()
         self._buffered_bytes = 0
@@ -159,7 +160,7 @@ class RecordAccumulator:
             if batch.size_bytes >= self._batch_size:
                 self._close(batch)
                 self._wake_sender()
-            return RecordFuture(batch, index)
+            return RecordFuture((batch, index))
 
     def _new_batch(self, topic: str, partition: int) -> ProducerBatch:
         batch = ProducerBatch(topic, partition, time.monotonic(), self._delivery_timeout_s)
@@ -178,7 +179,7 @@ class RecordAccumulator:
                     f"buffer_memory ({self._buffer_memory} bytes) stayed full for max_block_ms"
                 )
             self._wake_sender()
-            self._lock.wait(remaining)
+            self._memory_freed.wait(remaining)
 
     def _close(self, batch: ProducerBatch) -> None:
         del self._open[(batch.topic, batch.partition)]
@@ -196,17 +197,17 @@ class RecordAccumulator:
             next_due = min((b.created + self._linger_s for b in self._open.values()), default=None)
             return ready, next_due
 
-    def requeue(self, batch: ProducerBatch) -> None:
-        """Put back a batch to retry; it goes ahead of newer batches of its partition."""
+    def has_ready(self) -> bool:
+        """Whether a closed batch waits for the sender (checked under the lock, see Sender)."""
         with self._lock:
-            self._ready.appendleft(batch)
+            return bool(self._ready)
 
     def finished(self, batch: ProducerBatch, base_offset: int, error: RillError | None) -> None:
         """Complete a batch's futures and give its memory back."""
         with self._lock:
             self._unfinished.discard(batch)
             self._buffered_bytes -= batch.size_bytes - batch_format.HEADER_SIZE - 1
-            self._lock.notify_all()
+            self._memory_freed.notify_all()
         batch.result.complete(base_offset, error)
 
     def unfinished(self) -> list[ProducerBatch]:

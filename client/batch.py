@@ -51,7 +51,8 @@ LOG_OVERHEAD = 12  # base_offset and batch_length: the bytes batch_length does n
 PATCH = struct.Struct(">qii")  # base_offset, batch_length, leader_epoch: bytes 0-16
 CRC_START = 21
 LENGTH_AT = struct.Struct(">i")
-BASE_OFFSET_AT = struct.Struct(">q")
+LZ4_SIZE = struct.Struct("<I")  # lz4.block's stored uncompressed size
+MAX_PAYLOAD_BYTES = 1 << 28  # refuse to inflate a batch past this, whatever it claims
 
 COMPRESSION_NONE = 0
 COMPRESSION_LZ4 = 3
@@ -246,11 +247,10 @@ def iter_batches(buffer: bytes | memoryview, max_batch_size: int | None = None) 
     position = 0
     total = len(buffer)
     while position < total:
+        size = read_header(buffer, position).size
+        if max_batch_size is not None and size > max_batch_size:
+            raise RecordTooLargeError(f"batch of {size} bytes is over max.message.bytes={max_batch_size}")
         header = check_batch(buffer, position)
-        if max_batch_size is not None and header.size > max_batch_size:
-            raise RecordTooLargeError(
-                f"batch of {header.size} bytes is over max.message.bytes={max_batch_size}"
-            )
         yield position, header
         position += header.size
 
@@ -275,6 +275,8 @@ def patched_prefix(base_offset: int, batch_length: int, leader_epoch: int) -> by
 def decode_payload(header: BatchHeader, body: memoryview) -> tuple:
     """Columns of one batch: (keys, values, timestamps, headers), each a list of length n."""
     if header.compression == COMPRESSION_LZ4:
+        if len(body) < 4 or LZ4_SIZE.unpack_from(body)[0] > MAX_PAYLOAD_BYTES:
+            raise CorruptRecordError(f"LZ4 payload claims more than {MAX_PAYLOAD_BYTES} bytes")
         try:
             body = memoryview(lz4.block.decompress(body))
         except lz4.block.LZ4BlockError as error:

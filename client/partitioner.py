@@ -18,16 +18,16 @@ class StickyPartitioner:
     """Unkeyed records stay on one partition per topic until its batch closes (KIP-480)."""
 
     def __init__(self) -> None:
-        self._current: dict[str, int] = {}
+        self.current: dict[str, int] = {}  # topic -> the sticky partition
 
     def partition(self, topic: str, partition_count: int) -> int:
-        current = self._current.get(topic)
+        current = self.current.get(topic)
         if current is None or current >= partition_count:
-            current = self._current[topic] = random.randrange(partition_count)
+            current = self.current[topic] = random.randrange(partition_count)
         return current
 
     def batch_closed(self, topic: str, partition: int, partition_count: int) -> None:
         """Move unkeyed records of ``topic`` to another partition once the sticky one's batch closed."""
-        if self._current.get(topic) == partition and partition_count > 1:
+        if self.current.get(topic) == partition and partition_count > 1:
             choice = random.randrange(partition_count - 1)
-            self._current[topic] = choice if choice < partition else choice + 1
+            self.current[topic] = choice if choice < partition else choice + 1

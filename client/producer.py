@@ -25,6 +25,7 @@ from rill.client.sender import Sender, SenderConfig
 
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
 _instances = itertools.count()
+_wall_clock_s = time.time
 
 
 class Producer:
@@ -62,11 +63,12 @@ class Producer:
         self._max_block_s = max_block_ms / 1000
         self._closed = False
         self._partitioner = StickyPartitioner()
+        self._sticky = self._partitioner.current  # read without a call on the hot path
         self._context = zmq.Context()
         wake_address = f"inproc://rill-producer-wake-{next(_instances)}"
         self._wake_lock = threading.Lock()
         self._accumulator = RecordAccumulator(batch_size, linger_ms, buffer_memory, max_block_ms,
-                                              delivery_timeout_ms, self._wake, self._batch_closed)
+                                              delivery_timeout_ms, self._wake_if_asleep, self._batch_closed)
         self._sender = Sender(
             SenderConfig(ACKS[acks], batch_format.COMPRESSION_CODECS[compression],
                          max_in_flight_requests_per_connection, max_request_size, request_timeout_ms,
@@ -95,7 +97,12 @@ class Producer:
         if count is None:
             count = self._wait_for_topic(topic)
         if partition is None:
-            partition = self._partitioner.partition(topic, count) if key is None else partition_for_key(key, count)
+            if key is not None:
+                partition = partition_for_key(key, count)
+            else:
+                partition = self._sticky.get(topic)
+                if partition is None or partition >= count:
+                    partition = self._partitioner.partition(topic, count)
         elif not 0 <= partition < count:
             raise UnknownTopicError(f"topic {topic!r} has partitions 0..{count - 1}, not {partition}")
         size = (0 if value is None else len(value)) + (0 if key is None else len(key))
@@ -104,7 +111,7 @@ class Producer:
         if size + batch_format.HEADER_SIZE > self._max_request_size:
             raise RecordTooLargeError(f"a record of {size} bytes is over max_request_size={self._max_request_size}")
         if timestamp_ms is None:
-            timestamp_ms = int(time.time() * 1000)
+            timestamp_ms = int(_wall_clock_s() * 1000)
         return self._accumulator.append(topic, partition, timestamp_ms, key, value, headers, size)
 
     def _wait_for_topic(self, topic: str) -> int:
@@ -125,6 +132,11 @@ class Producer:
                 if remaining <= 0 or not sender.is_alive():
                     raise RequestTimeoutError(f"no metadata for topic {topic!r} within max_block_ms")
                 sender.metadata_changed.wait(min(remaining, 0.1))
+
+    def _wake_if_asleep(self) -> None:
+        """Wake the sender only if it waits in poll: a busy sender drains new batches on its own."""
+        if self._sender.asleep:
+            self._wake()
 
     def _wake(self) -> None:
         with self._wake_lock:

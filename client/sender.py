@@ -59,6 +59,7 @@ class Sender(threading.Thread):
         self._metadata_stale = False
         self._closing = False
         self._force_close = False
+        self.asleep = False
 
     # ---- called from other threads --------------------------------------------
 
@@ -96,9 +97,19 @@ class Sender(threading.Thread):
             self._refresh_metadata(network, now)
             self._send_waiting(network, now)
             self._expire(now)
-            readable = network.poll(self._poll_timeout_ms(now, next_due))
-            if readable:
+            self._sleep(network, wake, self._poll_timeout_ms(now, next_due))
+
+    def _sleep(self, network: NetworkClient, wake: zmq.Socket, timeout_ms: float) -> None:
+        """Wait for responses or a wake-up. ``asleep`` is set before the last look at the
+        accumulator, so a batch closed after that look sees it and wakes this thread."""
+        self.asleep = True
+        try:
+            if self.accumulator.has_ready():
+                timeout_ms = 0
+            if network.poll(timeout_ms):
                 _drain(wake)
+        finally:
+            self.asleep = False
 
     def _poll_timeout_ms(self, now: float, next_due: float | None) -> float:
         deadlines = [next_due] if next_due is not None else []

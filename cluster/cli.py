@@ -27,6 +27,7 @@ DEFAULT_NODE_COUNT = 1
 DEFAULT_BASE_PORT = 9092
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+PIPED_OUTPUT_WIDTH = 250
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT}
 
 
@@ -59,6 +60,12 @@ class RillGroup(click.Group):
 def _silence_stdout() -> None:
     """After the reader of our stdout has gone (``rill consume | head``), send the rest nowhere, quietly."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _console() -> Console:
+    """A rich console; when stdout is not a terminal, wide enough that table rows stay on one line (for grep)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_OUTPUT_WIDTH)
 
 
 data_dir_option = click.option(
@@ -151,7 +158,7 @@ def status(data_dir: Path) -> None:
     its port and its data dir.
     """
     layout = read_layout(data_dir)
-    Console().print(tables.status_table(launcher.node_statuses(layout)))
+    _console().print(tables.status_table(launcher.node_statuses(layout)))
     click.echo(f"bootstrap: {layout.bootstrap}")
 
 
@@ -241,9 +248,9 @@ def topic_describe(name: str, bootstrap: str) -> None:
 
     with Admin(bootstrap) as admin:
         description = admin.describe_topic(name)
-    output = Console()
+    console = _console()
     for table in tables.topic_tables(description):
-        output.print(table)
+        console.print(table)
 
 
 @topic.command("delete")

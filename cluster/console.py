@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
 from rill.client.errors import RillError
 from rill.client.types import Record
@@ -21,6 +20,12 @@ from rill.client.types import Record
 MAX_PENDING_RECORDS = 10_000
 RESULT_TIMEOUT_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 1.0
+
+
+class PendingRecord(Protocol):
+    """What ``Producer.send`` returns: ``result`` waits for the acknowledgement or raises the record's error."""
+
+    def result(self, timeout: float | None = None) -> object: ...
 
 
 @dataclass
@@ -31,11 +36,11 @@ class ProduceOutcome:
     acknowledged: int = 0
     first_error: BaseException | None = None
 
-    def settle(self, future: Future) -> None:
+    def settle(self, future: PendingRecord) -> None:
         """Wait for one record's acknowledgement and count it as acknowledged or failed."""
         try:
             future.result(timeout=RESULT_TIMEOUT_SECONDS)
-        except (RillError, TimeoutError) as error:
+        except RillError as error:
             self.first_error = self.first_error or error
         else:
             self.acknowledged += 1
@@ -51,7 +56,7 @@ def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key: bytes
     from rill.client import Producer  # imported here: only commands that talk to brokers load the client
 
     outcome = ProduceOutcome()
-    pending: deque[Future] = deque()
+    pending: deque[PendingRecord] = deque()
     with Producer(bootstrap, acks=acks_setting(acks)) as producer:
         for line in lines:
             pending.append(producer.send(topic, value=line, key=key))

@@ -89,6 +89,10 @@ def stop_recorded_processes(data_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def cells(line: str, separator: str) -> list[str]:
+    return [cell.strip() for cell in line.split(separator)[1:-1]]
+
+
 class LocalCluster:
     """A cluster started with ``rill cluster up`` in a data dir of its own."""
 
@@ -105,6 +109,14 @@ class LocalCluster:
     def command(self, *args: str) -> subprocess.CompletedProcess:
         """A ``rill cluster`` subcommand on this cluster's data dir."""
         return rill("cluster", *args, "--data-dir", str(self.data_dir))
+
+    def status_row(self) -> dict[str, str]:
+        """Node 1's row of the ``rill cluster status`` table, by column header."""
+        status = self.command("status")
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        headers = next(cells(line, "┃") for line in lines if "┃" in line)
+        return dict(zip(headers, next(cells(line, "│") for line in lines if f" {self.base_port} " in line)))
 
     def client(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """A client command (topic, produce, consume) against this cluster."""
@@ -144,11 +156,9 @@ def create_topic(cluster: LocalCluster, name: str, *options: str) -> None:
 
 
 def test_status_shows_the_node_running_and_answering(shared_cluster: LocalCluster) -> None:
-    status = shared_cluster.command("status")
-    assert status.returncode == 0, status.stderr
-    node_line = next(line for line in status.stdout.splitlines() if str(shared_cluster.base_port) in line)
-    assert "running" in node_line
-    assert node_line.count("yes") == 2  # alive, answers
+    row = shared_cluster.status_row()
+    assert (row["process"], row["alive"], row["answers"]) == ("running", "yes", "yes")
+    assert row["pid"] == str(recorded_pids(shared_cluster.data_dir)[0])
 
 
 def test_up_refuses_while_the_cluster_runs(shared_cluster: LocalCluster) -> None:
@@ -222,13 +232,15 @@ def test_kill_start_and_down(own_cluster: LocalCluster) -> None:
     [first_pid] = recorded_pids(own_cluster.data_dir)
 
     assert own_cluster.command("kill", "1", "--signal", "STOP").returncode == 0
-    assert "stopped" in own_cluster.command("status").stdout
+    stopped = own_cluster.status_row()
+    assert (stopped["process"], stopped["alive"]) == ("stopped", "yes")
     assert own_cluster.command("kill", "1", "--signal", "CONT").returncode == 0
+    assert wait_until(lambda: own_cluster.status_row()["answers"] == "yes", 20)
 
     killed = own_cluster.command("kill", "1")
     assert killed.returncode == 0, killed.stderr
     assert not is_alive(first_pid)
-    assert "not running" in own_cluster.command("status").stdout
+    assert own_cluster.status_row()["alive"] == "no"  # the process is gone, or a zombie not yet reaped
 
     started = own_cluster.command("start", "1")
     assert started.returncode == 0, started.stderr

@@ -14,6 +14,7 @@ import enum
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -150,6 +151,10 @@ def start_nodes(layout: ClusterLayout, node_ids: list[int], timeout_seconds: flo
         if state.alive:
             raise ClusterError(f"node {node_id} is already running (pid {pid}); stop it first "
                                f"(rill cluster down, or rill cluster kill {node_id})")
+    busy_ports = [port for node_id in node_ids for port in _ports(layout, node_id) if not _port_is_free(port)]
+    if busy_ports:
+        raise ClusterError(f"port(s) {', '.join(map(str, busy_ports))} on {LOCAL_HOST} are in use by another "
+                           "process; stop it or choose another --base-port")
     write_layout(layout)
     processes: dict[int, subprocess.Popen] = {}
     try:
@@ -161,14 +166,31 @@ def start_nodes(layout: ClusterLayout, node_ids: list[int], timeout_seconds: flo
         raise
 
 
+def _ports(layout: ClusterLayout, node_id: int) -> tuple[int, int, int]:
+    node = layout.node(node_id)
+    return node.port, node.raft_port, node.http_port
+
+
+def _port_is_free(port: int) -> bool:
+    """Whether a listener could bind the port now (SO_REUSEADDR, as the broker's sockets, ignores TIME_WAIT)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOCAL_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_until_ready(layout: ClusterLayout, processes: dict[int, subprocess.Popen], timeout_seconds: float) -> None:
     """Poll until every node answers; ClusterError with its log's last lines if one exits or time runs out."""
     deadline = time.monotonic() + timeout_seconds
     waiting = sorted(processes)
     for _ in range(math.ceil(timeout_seconds / POLL_INTERVAL_SECONDS) + 1):
-        for node_id in waiting:
+        answered = {node_id for node_id in waiting if node_answers(layout.node(node_id).port)}
+        for node_id in waiting:  # after probing, so that an answer counts only from a node still running
             _raise_if_exited(layout, node_id, processes[node_id])
-        waiting = [node_id for node_id in waiting if not node_answers(layout.node(node_id).port)]
+        waiting = [node_id for node_id in waiting if node_id not in answered]
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL_SECONDS)

@@ -6,6 +6,7 @@ CLI does with answers and failures, not the client itself.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from concurrent.futures import Future
@@ -25,11 +26,13 @@ def invoke(*args: str, input: bytes | None = None):
 
 
 def assert_one_line_error(result, exit_code: int, *fragments: str) -> None:
+    """The command failed with this exit code, and its stderr ends with one ``error:`` line holding the fragments."""
     assert result.exit_code == exit_code, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert fragment in lines[-1]
 
 
 def test_node_with_unparsable_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -79,6 +82,16 @@ def test_up_refuses_ports_beyond_65535(tmp_path: Path) -> None:
     result = invoke("cluster", "up", "--nodes", "1", "--base-port", "65400", "--data-dir", str(tmp_path))
     assert_one_line_error(result, 1, "65600")
     assert not (tmp_path / "cluster.toml").exists()
+
+
+def test_up_refuses_ports_that_another_process_listens_on(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = invoke("cluster", "up", "--nodes", "1", "--base-port", str(port), "--data-dir", str(tmp_path))
+    assert_one_line_error(result, 1, str(port), "in use")
+    assert not list(tmp_path.glob("node-*"))
 
 
 def test_start_of_a_node_outside_the_layout_is_refused(tmp_path: Path) -> None:

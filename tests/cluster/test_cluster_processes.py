@@ -257,14 +257,14 @@ def test_kill_start_and_down(own_cluster: LocalCluster) -> None:
 
 def test_up_fails_with_the_log_when_a_node_cannot_start(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "data")
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", cluster.base_port))
-        squatter.listen()
-        try:
-            started = rill("cluster", "up", "--nodes", "1", "--base-port", str(cluster.base_port),
-                           "--data-dir", str(cluster.data_dir), "--timeout", "15")
-        finally:
-            stop_recorded_processes(cluster.data_dir)
+    (cluster.data_dir / "1").mkdir(parents=True)
+    (cluster.data_dir / "1" / "cluster.id").write_text("another-cluster\n")  # the node refuses this data dir
+    try:
+        started = rill("cluster", "up", "--nodes", "1", "--base-port", str(cluster.base_port),
+                       "--data-dir", str(cluster.data_dir), "--timeout", "15")
+    finally:
+        stop_recorded_processes(cluster.data_dir)
     assert started.returncode == 1
     assert "last lines of" in started.stderr and "node-1.log" in started.stderr
+    assert "another-cluster" in started.stderr
     assert not any(map(is_alive, recorded_pids(cluster.data_dir)))

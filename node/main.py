@@ -76,6 +76,7 @@ class Node:
                                  consumers=[self.state])
             await self._wait_for_raft()
             self.logs.load_existing(self._storage_config)
+            self._drop_logs_of_deleted_topics()
             for name, topic in self.state.topics.items():
                 self.replicas.apply_topic(name, topic)
             controller = Controller(self._raft, self.state, config.topic_defaults)
@@ -98,6 +99,12 @@ class Node:
             if time.monotonic() > deadline:
                 raise InvalidConfigError("Raft found no leader: are a majority of the nodes reachable?")
             await asyncio.sleep(0.02)
+
+    def _drop_logs_of_deleted_topics(self) -> None:
+        """Remove local logs of topics the metadata no longer has (deleted while this node was down)."""
+        for topic in {topic for topic, _ in self.logs.partitions()} - set(self.state.topics):
+            log.info("deleting the logs of topic %s: it no longer exists", topic)
+            self.logs.delete_topic(topic)
 
     def _storage_config(self, topic: str):
         state = self.state.topics.get(topic)

@@ -64,8 +64,8 @@ def _silence_stdout() -> None:
 
 def _console() -> Console:
     """A rich console; when stdout is not a terminal, wide enough that table rows stay on one line (for grep)."""
-    console = Console()
-    return console if console.is_terminal else Console(width=PIPED_OUTPUT_WIDTH)
+    output = Console()
+    return output if output.is_terminal else Console(width=PIPED_OUTPUT_WIDTH)
 
 
 data_dir_option = click.option(
@@ -248,9 +248,9 @@ def topic_describe(name: str, bootstrap: str) -> None:
 
     with Admin(bootstrap) as admin:
         description = admin.describe_topic(name)
-    console = _console()
+    output = _console()
     for table in tables.topic_tables(description):
-        console.print(table)
+        output.print(table)
 
 
 @topic.command("delete")

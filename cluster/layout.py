@@ -15,11 +15,13 @@ B+100+i-1 (Raft) and B+200+i-1 (HTTP).
 
 from __future__ import annotations
 
+import random
+import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from rill.node.config import NodeAddress, local_nodes
+from rill.node.config import HTTP_PORT_OFFSET, RAFT_PORT_OFFSET, NodeAddress, local_nodes
 
 LAYOUT_FILE_NAME = "cluster.toml"
 LOCAL_HOST = "127.0.0.1"
@@ -127,3 +129,23 @@ def check_ports(layout: ClusterLayout) -> ClusterLayout:
         raise ClusterError(f"{layout.node_count} node(s) from base port {layout.base_port} need ports "
                           f"{layout.base_port} to {highest_port}; choose ports within 1-65535")
     return layout
+
+
+def free_base_port(node_count: int, attempts: int = 200) -> int:
+    """A base port whose client, Raft and HTTP ports are all free for ``node_count`` nodes right now."""
+    for _ in range(attempts):
+        base_port = random.randint(20_000, 40_000)
+        ports = [base_port + offset + index for offset in (0, RAFT_PORT_OFFSET, HTTP_PORT_OFFSET)
+                 for index in range(node_count)]
+        if all(_port_is_free(port) for port in ports):
+            return base_port
+    raise ClusterError(f"no free base port found in {attempts} attempts")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOCAL_HOST, port))
+        except OSError:
+            return False
+    return True

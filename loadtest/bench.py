@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import platform
 import random
-import socket
 import struct
 import sys
 import tempfile
@@ -33,10 +32,9 @@ from rich.table import Table
 
 from rill.client import Admin, Consumer, Producer
 from rill.cluster import launcher
-from rill.cluster.layout import ClusterLayout
+from rill.cluster.layout import ClusterLayout, free_base_port
 
 SEND_TIME = struct.Struct(">q")
-PORT_SEARCH_ATTEMPTS = 200
 
 
 @dataclass(frozen=True)
@@ -50,25 +48,6 @@ class Settings:
     compression: str
     latency_rate: int
     latency_seconds: float
-
-
-def free_base_port(node_count: int) -> int:
-    """A base port whose client, Raft and HTTP ports are free for every node."""
-    for _ in range(PORT_SEARCH_ATTEMPTS):
-        base = random.randrange(20_000, 40_000)
-        ports = [base + offset + i for offset in (0, 100, 200) for i in range(node_count)]
-        if all(_port_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free base port found")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:

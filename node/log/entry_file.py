@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from array import array
+from itertools import islice
+from operator import lt
 from pathlib import Path
 
 from rill.node.log.files import open_for_append, write_fully
@@ -54,3 +57,8 @@ class EntryFile:
     def delete(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+def strictly_increasing(column: array) -> bool:
+    """Whether each value of an index column is larger than the one before (an index invariant)."""
+    return all(map(lt, column, islice(column, 1, None)))

@@ -6,12 +6,10 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import islice
-from operator import lt
 from pathlib import Path
 from typing import NamedTuple
 
-from rill.node.log.entry_file import EntryFile
+from rill.node.log.entry_file import EntryFile, strictly_increasing
 
 ENTRY = struct.Struct(">ii")  # relative offset, file position
 INT32_MAX = 2**31 - 1
@@ -79,8 +77,8 @@ class OffsetIndex:
             self._relative_offsets[0] >= 0
             and self._positions[0] >= 0
             and self._positions[-1] < log_size_bytes
-            and _strictly_increasing(self._relative_offsets)
-            and _strictly_increasing(self._positions)
+            and strictly_increasing(self._relative_offsets)
+            and strictly_increasing(self._positions)
         )
 
     def append(self, offset: int, position: int) -> None:
@@ -123,7 +121,3 @@ class OffsetIndex:
 
     def delete(self) -> None:
         self._file.delete()
-
-
-def _strictly_increasing(column: array) -> bool:
-    return all(map(lt, column, islice(column, 1, None)))

@@ -5,12 +5,10 @@ from __future__ import annotations
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import islice
-from operator import lt
 from pathlib import Path
 from typing import NamedTuple
 
-from rill.node.log.entry_file import EntryFile
+from rill.node.log.entry_file import EntryFile, strictly_increasing
 
 ENTRY = struct.Struct(">qi")  # timestamp ms, relative offset
 INT32_MAX = 2**31 - 1
@@ -73,8 +71,8 @@ class TimeIndex:
             return True
         return (
             self._relative_offsets[0] >= 0
-            and _strictly_increasing(self._timestamps_ms)
-            and _strictly_increasing(self._relative_offsets)
+            and strictly_increasing(self._timestamps_ms)
+            and strictly_increasing(self._relative_offsets)
         )
 
     def maybe_append(self, timestamp_ms: int, offset: int) -> None:
@@ -120,7 +118,3 @@ class TimeIndex:
 
     def delete(self) -> None:
         self._file.delete()
-
-
-def _strictly_increasing(column: array) -> bool:
-    return all(map(lt, column, islice(column, 1, None)))

@@ -7,9 +7,7 @@ starts is stopped by its pid at teardown, whatever the test did.
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,28 +17,11 @@ from typing import Iterator
 
 import pytest
 
+from rill.cluster.layout import free_base_port
+
 RILL = str(Path(sys.executable).parent / "rill")
 COMMAND_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 15
-
-
-def free_base_port(node_count: int = 1, attempts: int = 100) -> int:
-    """A base port B in 20000-40000 whose client, Raft and HTTP ports are all free on 127.0.0.1."""
-    for _ in range(attempts):
-        base_port = random.randint(20000, 40000)
-        ports = [base_port + offset + index for offset in (0, 100, 200) for index in range(node_count)]
-        if all(port_is_free(port) for port in ports):
-            return base_port
-    raise RuntimeError(f"no free base port found in {attempts} attempts")
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def rill(*args: str, input: str | None = None, timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:

@@ -19,8 +19,6 @@ from typing import Any
 
 import msgspec
 
-PROTOCOL_VERSION = 0
-
 
 class Struct(msgspec.Struct, array_like=True, omit_defaults=False):
     """Base of every wire struct: encoded as a MessagePack array, in field order."""

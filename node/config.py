@@ -49,7 +49,6 @@ class NodeConfig:
     retention_check_interval_ms: int = 5_000
     flush_check_interval_ms: int = 1_000
     max_request_bytes: int = 104_857_600
-    default_partitions: int = 1
     topic_defaults: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -144,6 +144,13 @@ class FencedLeaderEpochError(RillError):
     retriable = True
 
 
+class StaleBrokerEpochError(RillError):
+    """A broker spoke with an incarnation the controller no longer knows; it must register again."""
+
+    code = 77
+    retriable = True
+
+
 class StorageError(RillError):
     """The broker could not read or write its log on disk."""
 

@@ -15,6 +15,9 @@ from rill.client.errors import BrokerNotAvailableError, RillError, UnknownTopicE
 from rill.client.network import NetworkClient
 
 
+REFRESH_CONNECT_TIMEOUT_MS = 250  # a broker slower than this to accept a connection is skipped
+
+
 class ClusterMetadata:
     """Brokers and partition leaders as last reported by a broker."""
 
@@ -57,7 +60,7 @@ class ClusterMetadata:
                 break
             try:
                 response = network.request(address, protocol.METADATA, protocol.MetadataRequest(topics),
-                                           min(remaining_ms, 5_000))
+                                           min(remaining_ms, 5_000), connect_timeout_ms=REFRESH_CONNECT_TIMEOUT_MS)
             except RillError as error:
                 last_error = error
                 continue

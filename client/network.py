@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import msgspec
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from rill.client import protocol
 from rill.client.errors import (
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[Any, RillError | None], None]
 MAX_RESPONSE_BYTES = 1 << 30
+CONNECT_TIMEOUT_MS = 1_000
 
 
 class _InFlight:
@@ -62,6 +64,7 @@ class NetworkClient:
         self._client_id = client_id
         self._sockets: dict[str, zmq.Socket] = {}
         self._addresses: dict[zmq.Socket, str] = {}
+        self._monitors: dict[zmq.Socket, str] = {}
         self._poller = zmq.Poller()
         self._in_flight: dict[int, _InFlight] = {}
         self._in_flight_by_address: dict[str, int] = {}
@@ -82,10 +85,13 @@ class NetworkClient:
             socket.setsockopt(zmq.MAXMSGSIZE, MAX_RESPONSE_BYTES)
             socket.setsockopt(zmq.SNDHWM, 10_000)
             socket.setsockopt(zmq.RCVHWM, 10_000)
+            monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             socket.connect(f"tcp://{address}")
             self._sockets[address] = socket
             self._addresses[socket] = address
+            self._monitors[monitor] = address
             self._poller.register(socket, zmq.POLLIN)
+            self._poller.register(monitor, zmq.POLLIN)
         return socket
 
     def in_flight(self, address: str) -> int:
@@ -124,6 +130,9 @@ class NetworkClient:
         ready = dict(self._poller.poll(max(0, int(timeout_ms))))
         extra = []
         for socket in ready:
+            if socket in self._monitors:
+                self._on_monitor_event(socket)
+                continue
             address = self._addresses.get(socket)
             if address is None:
                 extra.append(socket)
@@ -136,6 +145,22 @@ class NetworkClient:
                 self._dispatch(frame)
         self._expire(time.monotonic())
         return extra
+
+    def _on_monitor_event(self, monitor: zmq.Socket) -> None:
+        """A broker connection dropped: its requests will get no answer, so fail them now (retriable)."""
+        for _ in range(1_000):
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._fail_address(self._monitors[monitor])
+
+    def _fail_address(self, address: str) -> None:
+        lost = [cid for cid, entry in self._in_flight.items() if entry.address == address]
+        for correlation_id in lost:
+            entry = self._finish(correlation_id)
+            entry.callback(None, BrokerNotAvailableError(f"connection to {address} lost during {entry.api.name}"))
 
     def _finish(self, correlation_id: int) -> _InFlight | None:
         entry = self._in_flight.pop(correlation_id, None)
@@ -168,12 +193,18 @@ class NetworkClient:
             entry = self._finish(correlation_id)
             entry.callback(None, RequestTimeoutError(f"{entry.api.name} to {entry.address} timed out"))
 
-    def request(self, address: str, api: protocol.Api, body: Any, timeout_ms: int) -> Any:
-        """Send one request and wait for its response; raises its error."""
+    def request(self, address: str, api: protocol.Api, body: Any, timeout_ms: int,
+                connect_timeout_ms: int = CONNECT_TIMEOUT_MS) -> Any:
+        """Send one request and wait for its response; raises its error.
+
+        A broker that does not accept the connection within connect_timeout_ms
+        fails fast with BrokerNotAvailableError, so callers try the next one.
+        """
         outcome: list = []
         deadline = time.monotonic() + timeout_ms / 1000
+        connect_deadline = time.monotonic() + min(timeout_ms, connect_timeout_ms) / 1000
         while not self.send(address, api, body, lambda result, error: outcome.append((result, error)), timeout_ms):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= connect_deadline:
                 raise BrokerNotAvailableError(f"no connection to {address}")
             self.poll(10)
         while not outcome:
@@ -185,6 +216,10 @@ class NetworkClient:
 
     def close(self) -> None:
         for socket in self._sockets.values():
+            socket.disable_monitor()
             socket.close(linger=0)
+        for monitor in self._monitors:
+            monitor.close(linger=0)
+        self._monitors.clear()
         self._sockets.clear()
         self._addresses.clear()

@@ -170,6 +170,7 @@ class PartitionFetch(Struct):
     partition: int
     fetch_offset: int
     partition_max_bytes: int
+    current_leader_epoch: int = -1  # -1: not checked; otherwise fenced if older than the leader's
 
 
 class TopicFetch(Struct):
@@ -182,6 +183,7 @@ class FetchRequest(Struct):
     min_bytes: int
     max_bytes: int
     topics: list[TopicFetch]
+    replica_id: int = -1  # a follower broker's node id; -1 for consumers
 
 
 class PartitionFetchResponse(Struct):
@@ -239,6 +241,109 @@ class ListOffsetsResponse(Struct):
     topics: list[TopicOffsetsResponse]
 
 
+# ---- replication and the controller (broker to broker) ---------------------
+
+
+class PartitionEpochRequest(Struct):
+    partition: int
+    leader_epoch: int
+
+
+class TopicEpochRequest(Struct):
+    topic: str
+    partitions: list[PartitionEpochRequest]
+
+
+class OffsetsForLeaderEpochRequest(Struct):
+    """A follower asks where its latest epoch ends in the leader's log (KIP-101)."""
+
+    topics: list[TopicEpochRequest]
+
+
+class PartitionEpochResponse(Struct):
+    partition: int
+    error_code: int
+    error_message: str
+    leader_epoch: int
+    end_offset: int
+
+
+class TopicEpochResponse(Struct):
+    topic: str
+    partitions: list[PartitionEpochResponse]
+
+
+class OffsetsForLeaderEpochResponse(Struct):
+    topics: list[TopicEpochResponse]
+
+
+class BrokerRegistrationRequest(Struct):
+    node_id: int
+    host: str
+    port: int
+    incarnation: int
+    cluster_id: str
+
+
+class BrokerHeartbeatRequest(Struct):
+    node_id: int
+    incarnation: int
+
+
+class BrokerResult(Struct):
+    error_code: int
+    error_message: str
+
+
+class AlterIsrRequest(Struct):
+    """A leader asks the controller to change a partition's ISR (checked against its epochs)."""
+
+    node_id: int
+    topic: str
+    partition: int
+    leader_epoch: int
+    partition_epoch: int
+    isr: list[int]
+
+
+class ControlledShutdownRequest(Struct):
+    node_id: int
+    incarnation: int
+
+
+class ControlledShutdownResponse(Struct):
+    error_code: int
+    error_message: str
+    partitions_led: int  # partitions still led by the broker once the change committed
+
+
+class ElectLeadersRequest(Struct):
+    """Move leadership of every partition back to its preferred replica where it is in sync."""
+
+    timeout_ms: int
+
+
+class ElectLeadersResponse(Struct):
+    error_code: int
+    error_message: str
+    moved: int
+
+
+class NodeStatusRequest(Struct):
+    pass
+
+
+class NodeStatusResponse(Struct):
+    node_id: int
+    raft_role: str  # "leader", "follower" or "candidate"
+    raft_leader_id: int
+    controller_id: int
+    fenced: bool
+    partitions: int
+    partitions_led: int
+    under_replicated: int
+
+
 # ---- the API table ---------------------------------------------------------
 
 
@@ -262,9 +367,20 @@ PRODUCE = Api(5, "produce", ProduceRequest, ProduceResponse)
 FETCH = Api(6, "fetch", FetchRequest, FetchResponse)
 LIST_OFFSETS = Api(7, "list_offsets", ListOffsetsRequest, ListOffsetsResponse)
 
+OFFSETS_FOR_LEADER_EPOCH = Api(8, "offsets_for_leader_epoch", OffsetsForLeaderEpochRequest,
+                               OffsetsForLeaderEpochResponse)
+BROKER_REGISTRATION = Api(9, "broker_registration", BrokerRegistrationRequest, BrokerResult)
+BROKER_HEARTBEAT = Api(10, "broker_heartbeat", BrokerHeartbeatRequest, BrokerResult)
+ALTER_ISR = Api(11, "alter_isr", AlterIsrRequest, BrokerResult)
+CONTROLLED_SHUTDOWN = Api(12, "controlled_shutdown", ControlledShutdownRequest, ControlledShutdownResponse)
+ELECT_LEADERS = Api(13, "elect_leaders", ElectLeadersRequest, ElectLeadersResponse)
+NODE_STATUS = Api(14, "node_status", NodeStatusRequest, NodeStatusResponse)
+
 APIS: dict[int, Api] = {
     api.key: api
-    for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS)
+    for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS,
+                OFFSETS_FOR_LEADER_EPOCH, BROKER_REGISTRATION, BROKER_HEARTBEAT, ALTER_ISR, CONTROLLED_SHUTDOWN,
+                ELECT_LEADERS, NODE_STATUS)
 }
 
 _encoder = msgspec.msgpack.Encoder()

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 100
 METADATA_MAX_AGE_S = 300.0
+METADATA_REFRESH_BACKOFF_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Sender(threading.Thread):
         self._wake_address = wake_address
         self._waiting: list[ProducerBatch] = []
         self._metadata_stale = False
+        self._last_refresh_attempt = 0.0
         self._closing = False
         self._force_close = False
         self.asleep = False
@@ -125,8 +127,9 @@ class Sender(threading.Thread):
         topics.update(batch.topic for batch in self._waiting
                       if self.metadata.leader_address(batch.topic, batch.partition) is None)
         stale = self._metadata_stale or now - self.metadata.updated_at > METADATA_MAX_AGE_S
-        if not topics and not stale:
+        if (not topics and not stale) or now - self._last_refresh_attempt < METADATA_REFRESH_BACKOFF_S:
             return
+        self._last_refresh_attempt = now
         topics.update(self.metadata.partitions)
         try:
             self.metadata.refresh(network, sorted(topics), self.config.request_timeout_ms)
@@ -160,6 +163,7 @@ class Sender(threading.Thread):
         while batches and network.in_flight(address) < self.config.max_in_flight:
             request_batches, batches = self._one_request(batches)
             if not self._send_request(network, address, request_batches):
+                self._metadata_stale = True  # the leader is not reachable: maybe it is not the leader
                 return request_batches + batches
         return batches
 

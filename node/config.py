@@ -48,6 +48,11 @@ class NodeConfig:
     cluster_id: str = "rill-local"
     retention_check_interval_ms: int = 5_000
     flush_check_interval_ms: int = 1_000
+    heartbeat_interval_ms: int = 200
+    session_timeout_ms: int = 1_000
+    replica_lag_time_max_ms: int = 10_000
+    controlled_shutdown_timeout_ms: int = 15_000
+    auto_leader_rebalance: bool = True
     max_request_bytes: int = 104_857_600
     topic_defaults: dict[str, str] = field(default_factory=dict)
 
@@ -75,6 +80,9 @@ class NodeConfig:
             for port in (node.port, node.raft_port, node.http_port):
                 if not 0 < port < 65536:
                     problems.append(f"node {node.node_id}: port {port} is out of range")
+        if not 0 < self.heartbeat_interval_ms * 2 <= self.session_timeout_ms:
+            problems.append(f"session_timeout_ms ({self.session_timeout_ms}) must be at least twice "
+                            f"heartbeat_interval_ms ({self.heartbeat_interval_ms})")
         if problems:
             raise InvalidConfigError("; ".join(problems))
         return self
@@ -112,6 +120,11 @@ def load_node_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig
             nodes=nodes,
             cluster_id=str(values.get("cluster_id", "rill-local")),
             retention_check_interval_ms=int(values.get("retention_check_interval_ms", 5_000)),
+            heartbeat_interval_ms=int(values.get("heartbeat_interval_ms", 200)),
+            session_timeout_ms=int(values.get("session_timeout_ms", 1_000)),
+            replica_lag_time_max_ms=int(values.get("replica_lag_time_max_ms", 10_000)),
+            controlled_shutdown_timeout_ms=int(values.get("controlled_shutdown_timeout_ms", 15_000)),
+            auto_leader_rebalance=bool(values.get("auto_leader_rebalance", True)),
             topic_defaults={str(k): str(v) for k, v in values.get("topic_defaults", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as error:

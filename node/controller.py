@@ -10,25 +10,39 @@ its own thread; the callback hands the result to the asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import time
 import uuid
 import zlib
 from typing import Any, Callable
 
 from pysyncobj import FAIL_REASON, SyncObj
 
+from rill.client import protocol
 from rill.client.errors import (
+    InvalidConfigError,
     InvalidPartitionsError,
     InvalidReplicationFactorError,
     InvalidTopicError,
     NotControllerError,
     RequestTimeoutError,
+    RillError,
+    StaleBrokerEpochError,
     TopicAlreadyExistsError,
     UnknownTopicError,
     error_for_code,
 )
-from rill.node.metadata_state import BrokerRegistration, MetadataState, PartitionState, TopicState
+from rill.node.metadata_state import (
+    BrokerRegistration,
+    MetadataState,
+    PartitionState,
+    TopicState,
+    partitions_led_by,
+)
 from rill.node.topic_config import validate_topic_config
+
+log = logging.getLogger(__name__)
 
 TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 MAX_PARTITIONS = 10_000
@@ -51,18 +65,38 @@ def place_replicas(brokers: list[int], partitions: int, replication_factor: int,
 
 
 class Controller:
-    """Creates and deletes topics and registers brokers through Raft. Runs on the asyncio loop."""
+    """The cluster's decisions, made on the Raft leader only and committed as replicated commands.
 
-    def __init__(self, raft: SyncObj, state: MetadataState, topic_defaults: dict[str, str], timeout_s: float = 10.0):
+    Tracks broker heartbeats in memory (a new controller starts every clock
+    afresh), fences brokers silent for ``session_timeout_ms``, moves
+    leadership back to preferred replicas, and serves the brokers' and
+    clients' metadata requests. Runs on the asyncio loop.
+    """
+
+    def __init__(self, raft: SyncObj, state: MetadataState, cluster_id: str, topic_defaults: dict[str, str],
+                 session_timeout_ms: int, takeover_grace_ms: int, auto_leader_rebalance: bool = True,
+                 timeout_s: float = 10.0):
         self._raft = raft
         self._state = state
+        self._cluster_id = cluster_id
         self._topic_defaults = topic_defaults
+        self._session_timeout_s = session_timeout_ms / 1000
+        self._takeover_grace_s = min(takeover_grace_ms, session_timeout_ms) / 1000
+        self._auto_leader_rebalance = auto_leader_rebalance
         self._timeout_s = timeout_s
+        self._last_heartbeat: dict[int, float] = {}
+        self._was_leader = False
+        self._fencing: set[int] = set()
+        self._electing = False
+
+    @property
+    def active(self) -> bool:
+        return self._raft._isLeader()
 
     async def _submit(self, command: Callable[..., Any], *args: Any) -> Any:
         """Run a replicated command on the leader and wait for its result."""
-        if not self._raft._isLeader():
-            raise NotControllerError("this broker is not the Raft leader")
+        if not self.active:
+            raise NotControllerError("this broker is not the controller (Raft leader)")
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
 
@@ -75,14 +109,99 @@ class Controller:
         except asyncio.TimeoutError:
             raise RequestTimeoutError("the metadata change did not commit in time") from None
 
-    async def register_broker(self, registration: BrokerRegistration) -> None:
-        await self._submit(self._state.register_broker, registration)
+    async def _submit_checked(self, command: Callable[..., Any], *args: Any) -> None:
+        code = await self._submit(command, *args)
+        if code:
+            raise error_for_code(code)
+
+    # ---- brokers ------------------------------------------------------------------------
+
+    async def register_broker(self, request: protocol.BrokerRegistrationRequest) -> None:
+        if request.cluster_id != self._cluster_id:
+            raise InvalidConfigError(
+                f"broker {request.node_id} belongs to cluster {request.cluster_id!r}, not {self._cluster_id!r}"
+            )
+        registration = BrokerRegistration(request.node_id, request.host, request.port, request.incarnation)
+        await self._submit_checked(self._state.register_broker, registration)
+        self._last_heartbeat[request.node_id] = time.monotonic()
+
+    def heartbeat(self, request: protocol.BrokerHeartbeatRequest) -> None:
+        """Note a broker is alive; StaleBrokerEpochError tells it to register (again)."""
+        if not self.active:
+            raise NotControllerError("this broker is not the controller (Raft leader)")
+        broker = self._state.brokers.get(request.node_id)
+        if broker is None or broker.incarnation != request.incarnation or broker.fenced:
+            raise StaleBrokerEpochError(f"broker {request.node_id} must register again")
+        self._last_heartbeat[request.node_id] = time.monotonic()
+
+    async def controlled_shutdown(self, request: protocol.ControlledShutdownRequest) -> int:
+        """Fence a broker that is stopping, so its leaderships move first; returns what it still leads."""
+        code = await self._submit(self._state.fence_broker, request.node_id, request.incarnation)
+        if code and code != StaleBrokerEpochError.code:
+            raise error_for_code(code)
+        return partitions_led_by(self._state.topics.values(), request.node_id)
+
+    async def alter_isr(self, request: protocol.AlterIsrRequest) -> None:
+        await self._submit_checked(self._state.alter_isr, request.topic, request.partition, request.node_id,
+                                   request.leader_epoch, request.partition_epoch, tuple(request.isr))
+
+    async def elect_preferred_leaders(self) -> int:
+        return await self._submit(self._state.elect_preferred_leaders)
+
+    async def tick(self) -> None:
+        """Periodic duties of the active controller: fence silent brokers, restore preferred leaders."""
+        if not self.active:
+            self._was_leader = False
+            return
+        now = time.monotonic()
+        if not self._was_leader:
+            # A new controller hears from live brokers within a few heartbeats (they follow the Raft
+            # leader); the one whose death made this election happen is fenced after the grace.
+            self._was_leader = True
+            since = now - self._session_timeout_s + self._takeover_grace_s
+            self._last_heartbeat = {node_id: since for node_id in self._state.brokers}
+        for node_id, broker in self._state.brokers.items():
+            silent_s = now - self._last_heartbeat.setdefault(node_id, now)
+            if not broker.fenced and silent_s > self._session_timeout_s and node_id not in self._fencing:
+                asyncio.ensure_future(self._fence(node_id, broker.incarnation))
+        if self._auto_leader_rebalance and not self._electing and self._preferred_leader_waits():
+            asyncio.ensure_future(self._rebalance())
+
+    async def _fence(self, node_id: int, incarnation: int) -> None:
+        self._fencing.add(node_id)
+        try:
+            log.warning("fencing broker %d: no heartbeat for %.1f s", node_id, self._session_timeout_s)
+            await self._submit(self._state.fence_broker, node_id, incarnation)
+        except RillError as error:
+            log.warning("fencing broker %d failed: %s", node_id, error)
+        finally:
+            self._fencing.discard(node_id)
+
+    def _preferred_leader_waits(self) -> bool:
+        live = self._state.live_brokers()
+        return any(
+            state.leader != state.replicas[0] and state.replicas[0] in live and state.replicas[0] in state.isr
+            for topic in self._state.topics.values() for state in topic.partitions
+        )
+
+    async def _rebalance(self) -> None:
+        self._electing = True
+        try:
+            moved = await self.elect_preferred_leaders()
+            if moved:
+                log.info("moved %d partition(s) back to their preferred leader", moved)
+        except RillError as error:
+            log.warning("preferred leader election failed: %s", error)
+        finally:
+            self._electing = False
+
+    # ---- topics ---------------------------------------------------------------------------
 
     async def create_topic(self, name: str, partitions: int, replication_factor: int, config: dict[str, str]) -> None:
         check_topic_name(name)
         if not 1 <= partitions <= MAX_PARTITIONS:
             raise InvalidPartitionsError(f"partitions must be 1..{MAX_PARTITIONS}, got {partitions}")
-        live = list(self._state.brokers)
+        live = sorted(self._state.live_brokers())
         if not 1 <= replication_factor <= len(live):
             raise InvalidReplicationFactorError(
                 f"replication factor {replication_factor} needs 1..{len(live)} (the live brokers)"

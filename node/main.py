@@ -1,10 +1,12 @@
-"""The broker process: wires Raft metadata, storage, the data plane and the network server.
+"""The broker process: wires Raft metadata, storage, replication and the network server.
 
-Startup order: check the data dir belongs to this cluster, open the logs
-(recovery happens here), start Raft and wait until it has replayed its
-journal, create local replicas for the topics it knows, register this
-broker, then serve. SIGTERM and SIGINT stop it cleanly: the network socket
-closes, logs flush and write their clean-shutdown markers, Raft stops.
+Startup: check the data dir belongs to this cluster, bind the client port,
+start Raft and wait until it has a leader and has replayed its journal, open
+the logs (recovery happens here), create local replicas for the topics it
+knows, then serve, register with the controller and heartbeat. SIGTERM and
+SIGINT stop it cleanly: leaderships move away first (controlled shutdown),
+then the socket closes, logs flush and write their clean-shutdown markers,
+and Raft stops.
 """
 
 from __future__ import annotations
@@ -16,17 +18,23 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import zmq
 import zmq.asyncio
 from pysyncobj import SyncObj
 
-from rill.client.errors import InvalidConfigError
+from rill.client import protocol
+from rill.client.errors import InvalidConfigError, RillError
+from rill.node.broker_client import BrokerClient
 from rill.node.config import NodeConfig
 from rill.node.controller import Controller
+from rill.node.lifecycle import BrokerLifecycle
 from rill.node.log.manager import LogManager
-from rill.node.metadata_state import BrokerRegistration, MetadataState, raft_conf
+from rill.node.metadata_state import MetadataState, raft_conf
 from rill.node.network_server import NetworkServer
+from rill.node.partition import Partition
+from rill.node.replica_fetcher import ReplicaFetcher
 from rill.node.replica_manager import ReplicaManager
 from rill.node.request_handler import RequestHandler
 from rill.node.topic_config import log_config
@@ -34,6 +42,9 @@ from rill.node.topic_config import log_config
 log = logging.getLogger("rill.node")
 
 RAFT_READY_TIMEOUT_S = 60.0
+CONTROLLER_TICK_MS = 100
+ISR_CHECK_MS = 250
+ALTER_ISR_TIMEOUT_MS = 3_000
 CLUSTER_ID_FILE = "cluster.id"
 
 
@@ -44,21 +55,21 @@ def check_cluster_id(node_dir: Path, cluster_id: str) -> None:
     if marker.exists():
         found = marker.read_text().strip()
         if found != cluster_id:
-            raise InvalidConfigError(
-                f"data dir {node_dir} belongs to cluster {found!r}, not {cluster_id!r}"
-            )
+            raise InvalidConfigError(f"data dir {node_dir} belongs to cluster {found!r}, not {cluster_id!r}")
     else:
         marker.write_text(cluster_id + "\n")
 
 
 class Node:
-    """One broker. ``run`` serves until ``stop`` is called or a signal arrives."""
+    """One broker. ``run`` serves until a signal arrives."""
 
     def __init__(self, config: NodeConfig):
         self.config = config
         self._stopping = asyncio.Event()
         self._raft: SyncObj | None = None
-        self._addresses = {f"{n.host}:{n.raft_port}": n.node_id for n in config.nodes}
+        self._raft_ids = {f"{n.host}:{n.raft_port}": n.node_id for n in config.nodes}
+        self._isr_in_flight: set[tuple[str, int]] = set()
+        self._registered_once = False
 
     async def run(self) -> None:
         config = self.config
@@ -66,12 +77,14 @@ class Node:
         check_cluster_id(config.node_data_dir, config.cluster_id)
         self.state = MetadataState(lambda event: loop.call_soon_threadsafe(self._on_metadata_change, event))
         self.logs = LogManager(config.node_data_dir)
-        self.replicas = ReplicaManager(config.node_id, self.logs)
-        me = config.me
-        partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
         context = zmq.asyncio.Context()
+        self.client = BrokerClient(context, config.node_id, {n.node_id: f"{n.host}:{n.port}" for n in config.nodes})
+        self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed)
+        self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
         try:
             server = self._bind(context)
+            me = config.me
+            partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
             self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners, raft_conf(config.node_data_dir),
                                  consumers=[self.state])
             await self._wait_for_raft()
@@ -79,9 +92,12 @@ class Node:
             self._drop_logs_of_deleted_topics()
             for name, topic in self.state.topics.items():
                 self.replicas.apply_topic(name, topic)
-            controller = Controller(self._raft, self.state, config.topic_defaults)
-            await controller.register_broker(BrokerRegistration(config.node_id, me.host, me.port, time.time_ns()))
-            handler = RequestHandler(self.state, controller, self.replicas, self._controller_id)
+            self.controller = Controller(self._raft, self.state, config.cluster_id, config.topic_defaults,
+                                         config.session_timeout_ms, 3 * config.heartbeat_interval_ms,
+                                         config.auto_leader_rebalance)
+            self.lifecycle = BrokerLifecycle(config, self.client, self.state, self.controller_id)
+            handler = RequestHandler(self.state, self.controller, self.replicas, self.controller_id, self.status,
+                                     self._serving_clients)
             await self._serve(server, handler)
         finally:
             self._shutdown(context)
@@ -97,7 +113,9 @@ class Node:
         deadline = time.monotonic() + RAFT_READY_TIMEOUT_S
         while not (self._raft.isReady() and self._raft._getLeader() is not None):
             if time.monotonic() > deadline:
-                raise InvalidConfigError("Raft found no leader: are a majority of the nodes reachable?")
+                peers = ", ".join(f"{n.host}:{n.raft_port}" for n in self.config.nodes)
+                raise InvalidConfigError(f"Raft found no leader in {RAFT_READY_TIMEOUT_S:.0f} s: "
+                                         f"are a majority of {peers} reachable?")
             await asyncio.sleep(0.02)
 
     def _drop_logs_of_deleted_topics(self) -> None:
@@ -110,51 +128,120 @@ class Node:
         state = self.state.topics.get(topic)
         return None if state is None else log_config(state.config)
 
-    def _controller_id(self) -> int:
+    # ---- following the metadata --------------------------------------------------
+
+    def controller_id(self) -> int:
         leader = self._raft._getLeader() if self._raft else None
-        return self._addresses.get(str(leader), -1) if leader is not None else -1
+        return self._raft_ids.get(str(leader), -1) if leader is not None else -1
 
     def _on_metadata_change(self, event: str) -> None:
-        if event.startswith("topic:") and hasattr(self, "replicas"):
+        if event.startswith("topic:"):
             name = event.removeprefix("topic:")
             self.replicas.apply_topic(name, self.state.topics.get(name))
+
+    def _role_changed(self, partition: Partition, role: str) -> None:
+        if role == "follower":
+            self.fetcher.follow(partition)
+        else:
+            self.fetcher.unfollow(partition)
+
+    def _serving_clients(self) -> bool:
+        """Clients are served once this broker first registered (it knows the metadata by then)."""
+        if not self._registered_once and self.lifecycle.registered:
+            self._registered_once = True
+        return self._registered_once
+
+    def status(self) -> protocol.NodeStatusResponse:
+        broker = self.state.brokers.get(self.config.node_id)
+        raft_leader = self.controller_id()
+        role = "leader" if self._raft._isLeader() else ("follower" if raft_leader >= 0 else "candidate")
+        led = self.replicas.leader_partitions()
+        return protocol.NodeStatusResponse(
+            self.config.node_id, role, raft_leader, raft_leader, broker is None or broker.fenced,
+            len(self.replicas.partitions), len(led), sum(1 for p in led if p.under_replicated))
+
+    # ---- ISR upkeep -----------------------------------------------------------------
+
+    async def _check_isrs(self) -> None:
+        lag_s = self.config.replica_lag_time_max_ms / 1000
+        for partition in self.replicas.leader_partitions():
+            key = (partition.topic, partition.index)
+            wanted = partition.wanted_isr(lag_s)
+            if wanted is not None and key not in self._isr_in_flight:
+                self._isr_in_flight.add(key)
+                asyncio.ensure_future(self._alter_isr(key, partition, wanted))
+
+    async def _alter_isr(self, key: tuple[str, int], partition: Partition, isr: tuple[int, ...]) -> None:
+        state = partition.state
+        request = protocol.AlterIsrRequest(self.config.node_id, partition.topic, partition.index,
+                                           state.leader_epoch, state.partition_epoch, list(isr))
+        try:
+            result = await self.client.request(self.controller_id(), protocol.ALTER_ISR, request,
+                                               ALTER_ISR_TIMEOUT_MS)
+            if result.error_code:
+                log.debug("%s: ISR change to %s refused: %s", partition.name, isr, result.error_message)
+            else:
+                log.info("%s: ISR %s -> %s", partition.name, state.isr, isr)
+        except RillError as error:
+            log.info("%s: ISR change to %s failed: %s", partition.name, isr, error)
+        finally:
+            self._isr_in_flight.discard(key)
+
+    # ---- serving and stopping -------------------------------------------------------------
 
     async def _serve(self, server: NetworkServer, handler: RequestHandler) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        tasks = [
-            asyncio.ensure_future(server.serve(handler)),
-            asyncio.ensure_future(self._every(self.config.retention_check_interval_ms, self.logs.cleanup)),
-            asyncio.ensure_future(self._every(self.config.flush_check_interval_ms, self.logs.flush_due)),
+        serving = asyncio.ensure_future(server.serve(handler))
+        heartbeats = asyncio.ensure_future(self.lifecycle.run())
+        duties = [
+            asyncio.ensure_future(_every(CONTROLLER_TICK_MS, self.controller.tick)),
+            asyncio.ensure_future(_every(ISR_CHECK_MS, self._check_isrs)),
+            asyncio.ensure_future(_every(self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup))),
+            asyncio.ensure_future(_every(self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due))),
         ]
         log.info("node %d serving on %s:%d", self.config.node_id, self.config.me.host, self.config.me.port)
         try:
             await self._stopping.wait()
+            heartbeats.cancel()
+            log.info("node %d: controlled shutdown", self.config.node_id)
+            moved = await self.lifecycle.controlled_shutdown(self.config.controlled_shutdown_timeout_ms / 1000)
+            log.info("node %d: leaderships %s", self.config.node_id, "moved" if moved else "not all moved")
         finally:
-            for task in tasks:
+            for task in [serving, heartbeats, *duties]:
                 task.cancel()
             server.close()
 
-    async def _every(self, interval_ms: int, action) -> None:
-        while True:
-            await asyncio.sleep(interval_ms / 1000)
-            try:
-                action(int(time.time() * 1000))
-            except Exception:
-                log.exception("periodic task %s failed", action)
-
-    def stop(self) -> None:
-        self._stopping.set()
-
     def _shutdown(self, context: zmq.asyncio.Context) -> None:
         try:
+            self.fetcher.close()
+            self.client.close()
             self.logs.close_all()
         finally:
             if self._raft is not None:
                 self._raft.destroy()
             context.destroy(linger=0)
             log.info("node %d stopped", self.config.node_id)
+
+
+def _now_ms(action: Callable[[int], object]) -> Callable[[], None]:
+    def call() -> None:
+        action(int(time.time() * 1000))
+
+    return call
+
+
+async def _every(interval_ms: int, action: Callable[[], Awaitable[None] | None]) -> None:
+    """Run ``action`` every interval until cancelled; a failure is logged and the next run goes on."""
+    while True:
+        await asyncio.sleep(interval_ms / 1000)
+        try:
+            result = action()
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("periodic task %s failed", action)
 
 
 def run_node(config: NodeConfig) -> None:

@@ -1,27 +1,44 @@
 """The cluster metadata, replicated by Raft (pysyncobj) on every broker.
 
 Holds the registered brokers and every topic: its config and, per
-partition, replicas, leader, leader epoch and ISR. Only ``@replicated``
-methods change it, so every broker applies the same changes in the same
-order; the journal and a full dump under the node's data dir make it
-survive restarts (ARCHITECTURE.md, "pysyncobj, used safely").
+partition, replicas, leader, leader epoch, ISR and partition epoch. Only
+``@replicated`` methods change it, so every broker applies the same changes
+in the same order; the journal and a full dump under the node's data dir
+make it survive restarts (ARCHITECTURE.md, "pysyncobj, used safely").
+
+Leader elections happen inside the commands, as pure functions of the
+state, so that every broker computes the same result and a deposed
+controller's decisions never commit. Rules (Kafka's):
+
+- a leader is chosen from the ISR, among unfenced brokers, preferring the
+  order of ``replicas``; with none, the partition goes offline (leader -1)
+  unless ``unclean.leader.election.enable`` lets any live replica lead;
+- every change of leader bumps ``leader_epoch``; every change at all bumps
+  ``partition_epoch``;
+- the ISR never becomes empty: the last member stays in it even when fenced,
+  so it can lead again without loss when it returns.
 
 Thread-safety: pysyncobj applies commands on its own thread. Each command
 replaces the dicts it changes with new ones (copy on write) and values are
 immutable, so the asyncio thread may read ``topics`` and ``brokers`` at any
-time without a lock and sees either the old or the new state, never half.
-Every command is idempotent: applying one twice leaves the same state.
+time without a lock. Every command is idempotent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from pysyncobj import SyncObjConf, SyncObjConsumer, replicated
 
-from rill.client.errors import TopicAlreadyExistsError, UnknownTopicError
+from rill.client.errors import (
+    FencedLeaderEpochError,
+    InvalidRequestError,
+    StaleBrokerEpochError,
+    TopicAlreadyExistsError,
+    UnknownTopicError,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,7 @@ class BrokerRegistration:
     host: str
     port: int
     incarnation: int
+    fenced: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,7 @@ class PartitionState:
     leader: int
     leader_epoch: int
     isr: tuple[int, ...]
+    partition_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,12 +66,18 @@ class TopicState:
     config: dict[str, str]
     partitions: tuple[PartitionState, ...]
 
+    @property
+    def unclean_election(self) -> bool:
+        return self.config.get("unclean.leader.election.enable", "false") == "true"
 
-def raft_conf(data_dir: Path, on_ready: Callable[[], None] | None = None) -> SyncObjConf:
-    """pysyncobj settings: persisted journal and dump, batching off, fast ticks.
+
+def raft_conf(data_dir: Path) -> SyncObjConf:
+    """pysyncobj settings: persisted journal and dump, batching off, fast ticks and elections.
 
     autoTickPeriod 5 ms bounds how long a committed command waits to be
-    applied (the 50 ms default made each metadata change take 50 ms).
+    applied (the 50 ms default made each metadata change take 50 ms); the
+    election timeouts (0.2-0.4 s) and leaderFallbackTimeout (0.5 s, not the
+    default 30 s) keep a controller failover well under a second.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     return SyncObjConf(
@@ -64,11 +89,36 @@ def raft_conf(data_dir: Path, on_ready: Callable[[], None] | None = None) -> Syn
         raftMaxTimeout=0.4,
         leaderFallbackTimeout=0.5,
         connectionTimeout=1.0,
+        connectionRetryTime=0.5,
         autoTickPeriod=0.005,
         commandsWaitLeader=True,
         dynamicMembershipChange=False,
-        onReady=on_ready,
     )
+
+
+def elect(state: PartitionState, live: set[int], unclean: bool) -> PartitionState:
+    """The partition with a leader chosen by Kafka's rules; the same state if nothing changes."""
+    if state.leader in live and state.leader in state.isr:
+        return state
+    candidates = [replica for replica in state.replicas if replica in state.isr and replica in live]
+    isr = state.isr
+    if not candidates and unclean:
+        candidates = [replica for replica in state.replicas if replica in live]
+        isr = tuple(candidates[:1])
+    leader = candidates[0] if candidates else -1
+    if leader == state.leader:
+        return state
+    return replace(state, leader=leader, leader_epoch=state.leader_epoch + 1, isr=isr,
+                   partition_epoch=state.partition_epoch + 1)
+
+
+def without_broker(state: PartitionState, node_id: int, live: set[int], unclean: bool) -> PartitionState:
+    """The partition once ``node_id`` is gone: out of the ISR (unless last), leadership moved."""
+    isr = state.isr
+    if node_id in isr and len(isr) > 1:
+        isr = tuple(replica for replica in isr if replica != node_id)
+    changed = state if isr == state.isr else replace(state, isr=isr, partition_epoch=state.partition_epoch + 1)
+    return elect(changed, live - {node_id}, unclean)
 
 
 class MetadataState(SyncObjConsumer):
@@ -85,14 +135,106 @@ class MetadataState(SyncObjConsumer):
         self.brokers: dict[int, BrokerRegistration] = {}
         self.topics: dict[str, TopicState] = {}
 
+    # ---- reading -------------------------------------------------------------------
+
+    def live_brokers(self) -> set[int]:
+        return {node_id for node_id, broker in self.brokers.items() if not broker.fenced}
+
+    # ---- brokers ---------------------------------------------------------------------
+
     @replicated
     def register_broker(self, registration: BrokerRegistration) -> int:
-        """Add or replace a broker's registration; returns its incarnation."""
+        """A broker (re)starts: a new incarnation first loses its old roles, then may lead again."""
         current = self.brokers.get(registration.node_id)
-        if current is None or current.incarnation <= registration.incarnation:
-            self.brokers = {**self.brokers, registration.node_id: registration}
-            self._on_change("brokers")
-        return self.brokers[registration.node_id].incarnation
+        if current is not None and current.incarnation > registration.incarnation:
+            return StaleBrokerEpochError.code
+        if current is not None and current.incarnation == registration.incarnation and not current.fenced:
+            return 0
+        if current is not None and not current.fenced:
+            self._remove_broker(registration.node_id)
+        self.brokers = {**self.brokers, registration.node_id: replace(registration, fenced=False)}
+        self._elect_everywhere()
+        self._on_change("brokers")
+        return 0
+
+    @replicated
+    def fence_broker(self, node_id: int, incarnation: int) -> int:
+        """A broker stopped heartbeating or shut down: move its leaderships, drop it from ISRs."""
+        current = self.brokers.get(node_id)
+        if current is None or current.incarnation != incarnation:
+            return StaleBrokerEpochError.code
+        if current.fenced:
+            return 0
+        self.brokers = {**self.brokers, node_id: replace(current, fenced=True)}
+        self._remove_broker(node_id)
+        self._on_change("brokers")
+        return 0
+
+    def _remove_broker(self, node_id: int) -> None:
+        live = self.live_brokers()
+        self._change_partitions(
+            lambda topic, state: without_broker(state, node_id, live, topic.unclean_election)
+            if node_id in state.replicas else state
+        )
+
+    def _elect_everywhere(self) -> None:
+        live = self.live_brokers()
+        self._change_partitions(lambda topic, state: elect(state, live, topic.unclean_election))
+
+    def _change_partitions(self, change: Callable[[TopicState, PartitionState], PartitionState]) -> None:
+        """Apply ``change`` to every partition; replace only the topics that changed."""
+        topics = dict(self.topics)
+        for name, topic in self.topics.items():
+            partitions = tuple(change(topic, state) for state in topic.partitions)
+            if partitions != topic.partitions:
+                topics[name] = replace(topic, partitions=partitions)
+                self._on_change(f"topic:{name}")
+        self.topics = topics
+
+    # ---- partitions ------------------------------------------------------------------
+
+    @replicated
+    def alter_isr(self, name: str, partition: int, leader: int, leader_epoch: int, partition_epoch: int,
+                  isr: tuple[int, ...]) -> int:
+        """The leader's ISR change, if it still leads at that epoch and nobody changed it since."""
+        topic = self.topics.get(name)
+        if topic is None or not 0 <= partition < len(topic.partitions):
+            return UnknownTopicError.code
+        state = topic.partitions[partition]
+        if (state.leader, state.leader_epoch, state.partition_epoch) != (leader, leader_epoch, partition_epoch):
+            return FencedLeaderEpochError.code
+        live = self.live_brokers()
+        if leader not in isr or not set(isr) <= set(state.replicas) or not set(isr) - {leader} <= live:
+            return InvalidRequestError.code
+        ordered = tuple(replica for replica in state.replicas if replica in isr)
+        self._set_partition(topic, partition, replace(state, isr=ordered, partition_epoch=partition_epoch + 1))
+        return 0
+
+    def _set_partition(self, topic: TopicState, partition: int, state: PartitionState) -> None:
+        partitions = list(topic.partitions)
+        partitions[partition] = state
+        self.topics = {**self.topics, topic.name: replace(topic, partitions=tuple(partitions))}
+        self._on_change(f"topic:{topic.name}")
+
+    @replicated
+    def elect_preferred_leaders(self) -> int:
+        """Give each partition back to its first replica where that one is live and in sync; the count moved."""
+        live = self.live_brokers()
+        moved = 0
+
+        def prefer(topic: TopicState, state: PartitionState) -> PartitionState:
+            nonlocal moved
+            preferred = state.replicas[0]
+            if state.leader == preferred or preferred not in live or preferred not in state.isr:
+                return state
+            moved += 1
+            return replace(state, leader=preferred, leader_epoch=state.leader_epoch + 1,
+                           partition_epoch=state.partition_epoch + 1)
+
+        self._change_partitions(prefer)
+        return moved
+
+    # ---- topics ------------------------------------------------------------------------
 
     @replicated
     def create_topic(self, topic: TopicState) -> int:
@@ -115,3 +257,7 @@ class MetadataState(SyncObjConsumer):
         self.topics = topics
         self._on_change(f"topic:{name}")
         return 0
+
+
+def partitions_led_by(topics: Iterable[TopicState], node_id: int) -> int:
+    return sum(1 for topic in topics for state in topic.partitions if state.leader == node_id)

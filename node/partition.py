@@ -1,17 +1,47 @@
-"""One partition replica hosted on this broker: its log, its role and its high watermark.
+"""One partition replica hosted on this broker: its log, its role, and (as leader) its followers.
 
-Invariants: ``high_watermark <= log.log_end_offset``; the high watermark never
-goes back while this broker leads; consumers read only below it. With the
-ISR made only of this broker, the high watermark is the log end offset as
-soon as an append returns. Not thread-safe: used from the asyncio loop only.
+As leader it tracks each follower's log end offset (the offset it fetches
+from) and when it was last caught up; the high watermark is the smallest log
+end offset over the ISR, so a record below it is on every in-sync replica.
+As follower it keeps the leader's high watermark, capped by its own log end.
+
+Invariants: ``high_watermark <= log.log_end_offset``; while this broker
+leads at one epoch the high watermark never goes back; consumers read only
+below it. Not thread-safe: used from the asyncio loop only.
 """
 
 from __future__ import annotations
 
-from rill.client.errors import NotEnoughReplicasError, NotLeaderError
+import time
+from dataclasses import dataclass
+
+from rill.client.errors import FencedLeaderEpochError, NotEnoughReplicasError, NotLeaderError
 from rill.node.log.append_info import AppendInfo
 from rill.node.log.log import Log
 from rill.node.metadata_state import PartitionState
+
+UNKNOWN_OFFSET = -1
+
+
+@dataclass
+class FollowerProgress:
+    """What the leader knows of one follower, from its fetches (Kafka's replica state)."""
+
+    log_end_offset: int = UNKNOWN_OFFSET
+    last_caught_up_s: float = 0.0
+    leader_end_at_last_fetch: int = UNKNOWN_OFFSET
+    last_fetch_s: float = 0.0
+
+    def record_fetch(self, fetch_offset: int, leader_end: int, now_s: float) -> None:
+        """Kafka's rule: caught up now if it asked for the leader's end; as of its last fetch if it
+        asked for at least what the leader's end was then."""
+        if fetch_offset >= leader_end:
+            self.last_caught_up_s = now_s
+        elif fetch_offset >= self.leader_end_at_last_fetch >= 0:
+            self.last_caught_up_s = max(self.last_caught_up_s, self.last_fetch_s)
+        self.log_end_offset = fetch_offset
+        self.leader_end_at_last_fetch = leader_end
+        self.last_fetch_s = now_s
 
 
 class Partition:
@@ -25,44 +55,142 @@ class Partition:
         self.log = log
         self.state = state
         self.min_insync_replicas = min_insync_replicas
-        self.high_watermark = log.log_end_offset if self.is_leader else 0
+        self.followers: dict[int, FollowerProgress] = {}
+        self.high_watermark = 0
+        if self.is_leader:
+            self._start_leading()
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}-{self.index}"
 
     @property
     def is_leader(self) -> bool:
         return self.state.leader == self.node_id
 
+    @property
+    def under_replicated(self) -> bool:
+        return self.is_leader and len(self.state.isr) < len(self.state.replicas)
+
     def ensure_leader(self) -> None:
         """Raise NotLeaderError unless this broker leads the partition."""
         if not self.is_leader:
-            raise NotLeaderError(f"broker {self.node_id} does not lead {self.topic}-{self.index}")
+            raise NotLeaderError(f"broker {self.node_id} does not lead {self.name} (leader: {self.state.leader})")
 
-    def update_state(self, state: PartitionState, min_insync_replicas: int) -> None:
-        """Take a newer leader, epoch or ISR from the metadata."""
-        if state.leader_epoch < self.state.leader_epoch:
+    def check_epoch(self, leader_epoch: int) -> None:
+        """Refuse a request made for another leader epoch (-1 skips the check)."""
+        if leader_epoch < 0 or leader_epoch == self.state.leader_epoch:
             return
+        if leader_epoch < self.state.leader_epoch:
+            raise FencedLeaderEpochError(
+                f"{self.name}: leader epoch {leader_epoch} is older than {self.state.leader_epoch}")
+        raise NotLeaderError(f"{self.name}: leader epoch {leader_epoch} is not known here yet")
+
+    # ---- role changes ------------------------------------------------------------------
+
+    def update_state(self, state: PartitionState, min_insync_replicas: int) -> str | None:
+        """Take a newer state from the metadata; returns "leader" or "follower" when the role changed."""
+        if state.partition_epoch < self.state.partition_epoch and state.leader_epoch <= self.state.leader_epoch:
+            return None
+        previous = self.state
         self.state = state
         self.min_insync_replicas = min_insync_replicas
-        self._advance_high_watermark()
+        if state.leader_epoch != previous.leader_epoch or state.leader != previous.leader:
+            if self.is_leader:
+                self._start_leading()
+                return "leader"
+            self.followers = {}
+            self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+            return "follower"
+        self.advance_high_watermark()
+        return None
+
+    def _start_leading(self) -> None:
+        """Followers' progress is unknown until they fetch; ISR members count as caught up now."""
+        now = time.monotonic()
+        self.followers = {
+            replica: FollowerProgress(last_caught_up_s=now if replica in self.state.isr else 0.0)
+            for replica in self.state.replicas if replica != self.node_id
+        }
+        self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        self.advance_high_watermark()
+
+    # ---- leader side -----------------------------------------------------------------------
 
     def append_as_leader(self, records: bytes, acks: int) -> AppendInfo:
         """Validate and append a producer's batches; raises if this broker may not take them."""
         self.ensure_leader()
         if acks == -1 and len(self.state.isr) < self.min_insync_replicas:
             raise NotEnoughReplicasError(
-                f"{self.topic}-{self.index} has {len(self.state.isr)} in-sync replicas, "
+                f"{self.name} has {len(self.state.isr)} in-sync replicas, "
                 f"min.insync.replicas is {self.min_insync_replicas}"
             )
         info = self.log.append(records, self.state.leader_epoch)
-        self._advance_high_watermark()
+        self.advance_high_watermark()
         return info
 
-    def read(self, fetch_offset: int, max_bytes: int) -> bytes:
+    def read_for_consumer(self, fetch_offset: int, max_bytes: int, leader_epoch: int) -> bytes:
         """Committed batches (below the high watermark) from fetch_offset; raises OffsetOutOfRangeError."""
         self.ensure_leader()
+        self.check_epoch(leader_epoch)
         return self.log.read(fetch_offset, max_bytes, max_offset=self.high_watermark)
 
-    def _advance_high_watermark(self) -> None:
-        if self.is_leader and self.state.isr == (self.node_id,):
-            end = self.log.log_end_offset
-            assert end >= self.high_watermark, "the high watermark never goes back"
-            self.high_watermark = end
+    def read_for_follower(self, replica_id: int, fetch_offset: int, max_bytes: int, leader_epoch: int) -> tuple[bytes, bool]:
+        """Batches up to the log end for a follower, noting its progress; (records, high watermark moved)."""
+        self.ensure_leader()
+        self.check_epoch(leader_epoch)
+        progress = self.followers.get(replica_id)
+        if progress is None:
+            raise NotLeaderError(f"broker {replica_id} is not a replica of {self.name}")
+        records = self.log.read(fetch_offset, max_bytes)
+        progress.record_fetch(fetch_offset, self.log.log_end_offset, time.monotonic())
+        return records, self.advance_high_watermark()
+
+    def advance_high_watermark(self) -> bool:
+        """Move the high watermark to the smallest log end over the ISR; True if it moved."""
+        if not self.is_leader:
+            return False
+        ends = [self.log.log_end_offset]
+        for replica in self.state.isr:
+            if replica != self.node_id:
+                progress = self.followers.get(replica)
+                ends.append(progress.log_end_offset if progress else UNKNOWN_OFFSET)
+        candidate = min(ends)
+        if candidate <= self.high_watermark:
+            return False
+        self.high_watermark = candidate
+        return True
+
+    def wanted_isr(self, lag_max_s: float) -> tuple[int, ...] | None:
+        """The ISR this leader should ask for: lagging members out, caught-up replicas in; None if no change."""
+        if not self.is_leader:
+            return None
+        now = time.monotonic()
+        isr = []
+        for replica in self.state.replicas:
+            if replica == self.node_id:
+                isr.append(replica)
+                continue
+            progress = self.followers.get(replica)
+            if progress is None:
+                continue
+            if replica in self.state.isr:
+                if now - progress.last_caught_up_s <= lag_max_s:
+                    isr.append(replica)
+            elif (now - progress.last_caught_up_s <= lag_max_s
+                  and progress.log_end_offset >= max(self.high_watermark, self._epoch_start())):
+                isr.append(replica)
+        wanted = tuple(isr)
+        return None if set(wanted) == set(self.state.isr) else wanted
+
+    def _epoch_start(self) -> int:
+        """The first offset of the current leader epoch: a joiner must have reached it (Kafka's rule)."""
+        epoch, end = self.log.end_offset_for_epoch(self.state.leader_epoch - 1)
+        return end if epoch >= 0 else 0
+
+    # ---- follower side -----------------------------------------------------------------------
+
+    def append_as_follower(self, records: bytes, leader_high_watermark: int) -> None:
+        if records:
+            self.log.append_as_follower(records)
+        self.high_watermark = max(self.high_watermark, min(leader_high_watermark, self.log.log_end_offset))

@@ -1,10 +1,15 @@
-"""Leader-side data plane: produce, fetch (with long poll) and list offsets.
+"""The data plane of a broker: produce, fetch (consumers' and followers'), list offsets, ISR upkeep.
 
-Holds the partitions this broker hosts, created and dropped to follow the
-metadata. A fetch that finds fewer than ``min_bytes`` parks a future per
-partition it reads; every append wakes the fetches parked on its partition,
-which read again, until they have enough or ``max_wait_ms`` passes. Not
-thread-safe: runs on the asyncio loop only.
+Holds the partitions this broker hosts, created, dropped and switched
+between leader and follower to follow the metadata. Waiting is done with
+futures on the asyncio loop, never sleeping threads:
+
+- a fetch that finds fewer than ``min_bytes`` parks until an append or a
+  high-watermark move on one of its partitions, or ``max_wait_ms``;
+- an ``acks=all`` produce parks until the high watermark passes its last
+  record (followers fetched it), the request's timeout, or a leader change.
+
+Not thread-safe: runs on the asyncio loop only.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Awaitable
+from typing import Awaitable, Callable
 
 from rill.client import protocol
 from rill.client.errors import (
     InvalidRequestError,
+    NotLeaderError,
+    RequestTimeoutError,
     RillError,
     UnknownTopicError,
 )
 from rill.node.log.manager import LogManager
-from rill.node.metadata_state import TopicState
+from rill.node.metadata_state import PartitionState, TopicState
 from rill.node.partition import Partition
 from rill.node.topic_config import SETTINGS, log_config
 
@@ -31,16 +38,30 @@ log = logging.getLogger(__name__)
 PartitionKey = tuple[str, int]
 VALID_ACKS = (0, 1, -1)
 MAX_WAIT_MS_LIMIT = 60_000
+RoleListener = Callable[[Partition, str], None]
+
+
+class _PendingAck:
+    """An acks=all produce waiting for the high watermark to pass ``required_offset``."""
+
+    __slots__ = ("required_offset", "leader_epoch", "future")
+
+    def __init__(self, required_offset: int, leader_epoch: int, future: asyncio.Future):
+        self.required_offset = required_offset
+        self.leader_epoch = leader_epoch
+        self.future = future
 
 
 class ReplicaManager:
     """The partitions of this broker and the requests that read and write them."""
 
-    def __init__(self, node_id: int, log_manager: LogManager):
+    def __init__(self, node_id: int, log_manager: LogManager, on_role_change: RoleListener):
         self.node_id = node_id
         self.log_manager = log_manager
         self.partitions: dict[PartitionKey, Partition] = {}
+        self._on_role_change = on_role_change
         self._fetch_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)
+        self._pending_acks: dict[PartitionKey, list[_PendingAck]] = defaultdict(list)
 
     # ---- following the metadata ------------------------------------------
 
@@ -48,22 +69,33 @@ class ReplicaManager:
         """Create, update or delete this broker's replicas of one topic to match the metadata."""
         if topic is None:
             for key in [key for key in self.partitions if key[0] == name]:
-                del self.partitions[key]
+                partition = self.partitions.pop(key)
+                self._fail_pending(key, UnknownTopicError(f"topic {name!r} was deleted"))
+                self._on_role_change(partition, "deleted")
                 self._wake((key,))
             self.log_manager.delete_topic(name)
             return
         storage = log_config(topic.config)
         min_insync = SETTINGS["min.insync.replicas"].parse(topic.config["min.insync.replicas"])
         for index, state in enumerate(topic.partitions):
-            key = (name, index)
-            if self.node_id not in state.replicas:
-                continue
-            partition = self.partitions.get(key)
-            if partition is None:
-                log_ = self.log_manager.get_or_create(name, index, storage)
-                self.partitions[key] = Partition(name, index, self.node_id, log_, state, min_insync)
-            else:
-                partition.update_state(state, min_insync)
+            if self.node_id in state.replicas:
+                self._apply_partition(name, index, state, storage, min_insync)
+
+    def _apply_partition(self, name: str, index: int, state: PartitionState, storage, min_insync: int) -> None:
+        key = (name, index)
+        partition = self.partitions.get(key)
+        if partition is None:
+            log_ = self.log_manager.get_or_create(name, index, storage)
+            partition = self.partitions[key] = Partition(name, index, self.node_id, log_, state, min_insync)
+            self._on_role_change(partition, "leader" if partition.is_leader else "follower")
+            return
+        role = partition.update_state(state, min_insync)
+        if role is not None:
+            self._fail_pending(key, NotLeaderError(f"leadership of {partition.name} moved"))
+            self._wake((key,))
+            self._on_role_change(partition, role)
+        else:
+            self.high_watermark_moved(key, partition)
 
     def _partition(self, topic: str, index: int) -> Partition:
         partition = self.partitions.get((topic, index))
@@ -73,31 +105,75 @@ class ReplicaManager:
 
     # ---- produce ------------------------------------------------------------
 
-    def produce(self, request: protocol.ProduceRequest) -> protocol.ProduceResponse | None:
-        """Append every partition's batches; a response per partition, or None for acks=0."""
+    def produce(self, request: protocol.ProduceRequest) -> protocol.ProduceResponse | None | Awaitable:
+        """Append every partition's batches; for acks=all, answer once followers have them."""
         if request.acks not in VALID_ACKS:
             raise InvalidRequestError(f"acks must be 0, 1 or -1 (all), got {request.acks}")
-        topics = []
+        results: list[tuple[str, protocol.PartitionProduceResponse, asyncio.Future | None]] = []
         appended: list[PartitionKey] = []
         for topic_data in request.topics:
-            results = []
             for data in topic_data.partitions:
                 results.append(self._produce_partition(topic_data.topic, data, request.acks, appended))
-            topics.append(protocol.TopicProduceResponse(topic_data.topic, results))
         self._wake(appended)
-        return None if request.acks == 0 else protocol.ProduceResponse(topics)
+        if request.acks == 0:
+            return None
+        waiting = [future for _, _, future in results if future is not None]
+        if not waiting:
+            return _produce_response(results)
+        return self._await_acks(results, waiting, request.timeout_ms)
 
     def _produce_partition(self, topic: str, data: protocol.PartitionProduceData, acks: int,
-                           appended: list[PartitionKey]) -> protocol.PartitionProduceResponse:
+                           appended: list[PartitionKey]):
         try:
             partition = self._partition(topic, data.partition)
             info = partition.append_as_leader(data.records, acks)
         except RillError as error:
-            return protocol.PartitionProduceResponse(data.partition, error.code, str(error), -1, -1)
-        appended.append((topic, data.partition))
-        return protocol.PartitionProduceResponse(
-            data.partition, 0, "", info.first_offset, partition.log.log_start_offset
-        )
+            return topic, protocol.PartitionProduceResponse(data.partition, error.code, str(error), -1, -1), None
+        key = (topic, data.partition)
+        appended.append(key)
+        response = protocol.PartitionProduceResponse(data.partition, 0, "", info.first_offset,
+                                                     partition.log.log_start_offset)
+        future = None
+        if acks == -1 and partition.high_watermark <= info.last_offset:
+            future = asyncio.get_running_loop().create_future()
+            self._pending_acks[key].append(_PendingAck(info.last_offset + 1, partition.state.leader_epoch, future))
+        return topic, response, future
+
+    async def _await_acks(self, results, waiting: list[asyncio.Future], timeout_ms: int) -> protocol.ProduceResponse:
+        await asyncio.wait(waiting, timeout=max(timeout_ms, 1) / 1000)
+        final = []
+        for topic, response, future in results:
+            if future is not None:
+                error = future.exception() if future.done() else RequestTimeoutError(
+                    f"{topic}-{response.partition}: in-sync replicas did not confirm within {timeout_ms} ms")
+                if not future.done():
+                    future.cancel()
+                if error is not None:
+                    response = protocol.PartitionProduceResponse(response.partition, error.code, str(error), -1, -1)
+            final.append((topic, response, None))
+        return _produce_response(final)
+
+    def _complete_acks(self, key: PartitionKey, partition: Partition) -> None:
+        pending = self._pending_acks.get(key)
+        if not pending:
+            return
+        still = []
+        for ack in pending:
+            if ack.future.done():
+                continue
+            if ack.required_offset <= partition.high_watermark:
+                ack.future.set_result(None)
+            else:
+                still.append(ack)
+        if still:
+            self._pending_acks[key] = still
+        else:
+            del self._pending_acks[key]
+
+    def _fail_pending(self, key: PartitionKey, error: RillError) -> None:
+        for ack in self._pending_acks.pop(key, ()):
+            if not ack.future.done():
+                ack.future.set_exception(error)
 
     # ---- fetch ----------------------------------------------------------------
 
@@ -124,16 +200,19 @@ class ReplicaManager:
             except asyncio.TimeoutError:
                 break
             finally:
-                for key in keys:
-                    waiters = self._fetch_waiters.get(key)
-                    if waiters is not None:
-                        waiters.discard(woken)
-                        if not waiters:
-                            del self._fetch_waiters[key]
+                self._forget_waiter(keys, woken)
             response, size = self._read(request)
             if size >= request.min_bytes or _has_error(response):
                 return response
         return self._read(request)[0]
+
+    def _forget_waiter(self, keys: list[PartitionKey], woken: asyncio.Future) -> None:
+        for key in keys:
+            waiters = self._fetch_waiters.get(key)
+            if waiters is not None:
+                waiters.discard(woken)
+                if not waiters:
+                    del self._fetch_waiters[key]
 
     def _wake(self, keys) -> None:
         for key in keys:
@@ -148,24 +227,38 @@ class ReplicaManager:
         for topic_fetch in request.topics:
             results = []
             for wanted in topic_fetch.partitions:
-                limit = max(1, min(wanted.partition_max_bytes, budget - total))
-                result = self._read_partition(topic_fetch.topic, wanted, limit if total < budget else 0)
+                limit = max(1, min(wanted.partition_max_bytes, budget - total)) if total < budget else 0
+                result = self._read_partition(topic_fetch.topic, wanted, limit, request.replica_id)
                 total += len(result.records)
                 results.append(result)
             topics.append(protocol.TopicFetchResponse(topic_fetch.topic, results))
         return protocol.FetchResponse(topics), total
 
-    def _read_partition(self, topic: str, wanted: protocol.PartitionFetch, max_bytes: int) -> protocol.PartitionFetchResponse:
+    def _read_partition(self, topic: str, wanted: protocol.PartitionFetch, max_bytes: int,
+                        replica_id: int) -> protocol.PartitionFetchResponse:
         try:
             partition = self._partition(topic, wanted.partition)
-            records = partition.read(wanted.fetch_offset, max_bytes) if max_bytes > 0 else b""
+            if replica_id < 0:
+                records = partition.read_for_consumer(wanted.fetch_offset, max_bytes, wanted.current_leader_epoch)
+            else:
+                records, moved = partition.read_for_follower(replica_id, wanted.fetch_offset, max_bytes,
+                                                             wanted.current_leader_epoch)
+                if moved:
+                    self.high_watermark_moved((topic, wanted.partition), partition)
         except RillError as error:
-            return protocol.PartitionFetchResponse(wanted.partition, error.code, str(error), -1, -1, b"")
+            known = self.partitions.get((topic, wanted.partition))
+            start = known.log.log_start_offset if known is not None else -1
+            return protocol.PartitionFetchResponse(wanted.partition, error.code, str(error), -1, start, b"")
         return protocol.PartitionFetchResponse(
             wanted.partition, 0, "", partition.high_watermark, partition.log.log_start_offset, records
         )
 
-    # ---- list offsets ---------------------------------------------------------
+    def high_watermark_moved(self, key: PartitionKey, partition: Partition) -> None:
+        """Release acks=all produces and consumer fetches waiting on this partition."""
+        self._complete_acks(key, partition)
+        self._wake((key,))
+
+    # ---- list offsets and leader epochs -----------------------------------------
 
     def list_offsets(self, request: protocol.ListOffsetsRequest) -> protocol.ListOffsetsResponse:
         topics = []
@@ -190,6 +283,35 @@ class ReplicaManager:
         if found is None or found[0] >= partition.high_watermark:
             return protocol.PartitionOffsetResponse(wanted.partition, 0, "", -1, -1)
         return protocol.PartitionOffsetResponse(wanted.partition, 0, "", found[0], found[1])
+
+    def offsets_for_leader_epoch(self, request: protocol.OffsetsForLeaderEpochRequest
+                                 ) -> protocol.OffsetsForLeaderEpochResponse:
+        """Where each asked epoch ends in the leader's log, so a follower can cut what diverged (KIP-101)."""
+        topics = []
+        for topic_request in request.topics:
+            results = []
+            for wanted in topic_request.partitions:
+                try:
+                    partition = self._partition(topic_request.topic, wanted.partition)
+                    partition.ensure_leader()
+                    epoch, end = partition.log.end_offset_for_epoch(wanted.leader_epoch)
+                    results.append(protocol.PartitionEpochResponse(wanted.partition, 0, "", epoch, end))
+                except RillError as error:
+                    results.append(protocol.PartitionEpochResponse(wanted.partition, error.code, str(error), -1, -1))
+            topics.append(protocol.TopicEpochResponse(topic_request.topic, results))
+        return protocol.OffsetsForLeaderEpochResponse(topics)
+
+    # ---- status -----------------------------------------------------------------
+
+    def leader_partitions(self) -> list[Partition]:
+        return [partition for partition in self.partitions.values() if partition.is_leader]
+
+
+def _produce_response(results) -> protocol.ProduceResponse:
+    by_topic: dict[str, list[protocol.PartitionProduceResponse]] = defaultdict(list)
+    for topic, response, _ in results:
+        by_topic[topic].append(response)
+    return protocol.ProduceResponse([protocol.TopicProduceResponse(t, parts) for t, parts in by_topic.items()])
 
 
 def _has_error(response: protocol.FetchResponse) -> bool:

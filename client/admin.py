@@ -24,7 +24,7 @@ from rill.client.errors import (
 )
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient, parse_bootstrap
-from rill.client.types import PartitionInfo, TopicDescription
+from rill.client.types import BrokerInfo, ClusterDescription, PartitionInfo, TopicDescription
 
 RETRY_BACKOFF_S = 0.1
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
@@ -68,6 +68,21 @@ class Admin:
         with self._lock:
             self._metadata.refresh(self._network, None, self._timeout_ms)
             return sorted(self._metadata.partitions)
+
+    def describe_cluster(self) -> ClusterDescription:
+        """The live (unfenced) brokers and the controller's node id."""
+        with self._lock:
+            response = self._any_broker(protocol.METADATA, protocol.MetadataRequest([]))
+        brokers = sorted((BrokerInfo(b.node_id, b.host, b.port) for b in response.brokers), key=lambda b: b.node_id)
+        return ClusterDescription(brokers, response.controller_id)
+
+    def elect_leaders(self) -> int:
+        """Move each partition's leadership back to its preferred (first) replica where that one is in
+        sync; returns how many partitions moved."""
+        response = self._controller_request(protocol.ELECT_LEADERS, protocol.ElectLeadersRequest(self._timeout_ms))
+        if response.error_code:
+            raise error_for_code(response.error_code, response.error_message)
+        return response.moved
 
     def describe_topic(self, name: str) -> TopicDescription:
         """Partitions (leader, replicas, ISR, leader epoch, high watermark, log start) and full config."""

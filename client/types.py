@@ -51,6 +51,21 @@ class TopicDescription(msgspec.Struct, frozen=True):
     config: dict[str, str]
 
 
+class BrokerInfo(msgspec.Struct, frozen=True):
+    """One live broker: its node id and client address."""
+
+    node_id: int
+    host: str
+    port: int
+
+
+class ClusterDescription(msgspec.Struct, frozen=True):
+    """The live brokers and which one is the controller (-1 while there is none)."""
+
+    brokers: list[BrokerInfo]
+    controller_id: int
+
+
 class TopicPartition(msgspec.Struct, frozen=True, order=True):
     """A (topic, partition) pair, usable as a dict key."""
 

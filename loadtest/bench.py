@@ -1,8 +1,8 @@
-"""Rill benchmark: produce throughput, consume throughput and end-to-end latency.
+"""Rill benchmark: throughput, end-to-end latency and failover time.
 
-Starts its own broker process(es) on free loopback ports in a temporary
-folder, runs three measurements, prints every parameter with the results,
-and stops the brokers by pid. Run with ``make bench`` (or
+Starts its own clusters (one broker, then three) on free loopback ports in a
+temporary folder, runs the measurements, prints every parameter with the
+results, and stops the brokers by pid. Run with ``make bench`` (or
 ``.venv/bin/python loadtest/bench.py --help`` for the knobs).
 
 - produce: this process sends ``--records`` values as fast as ``send`` takes
@@ -11,6 +11,11 @@ and stops the brokers by pid. Run with ``make bench`` (or
 - latency: a consumer in a second process while this one sends at
   ``--latency-rate`` records/s; each value starts with its send time, so the
   consumer computes the end-to-end delay of every record it receives.
+- replicated produce: the produce run against 3 brokers, replication factor
+  3, with acks=1 and with acks=all.
+- failover: kill -9 of the partition leader while a producer sends an
+  acks=all record every 5 ms; the time until the first record sent after the
+  kill is acknowledged; median over ``--failover-rounds`` kills.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import multiprocessing
 import os
 import platform
 import random
+import signal
+import statistics
 import struct
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import click
 from rich.console import Console
@@ -42,12 +51,12 @@ class Settings:
     records: int
     value_bytes: int
     partitions: int
-    acks: str
     batch_size: int
     linger_ms: int
     compression: str
     latency_rate: int
     latency_seconds: float
+    failover_rounds: int
 
 
 def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:
@@ -62,9 +71,9 @@ def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:
     return values
 
 
-def bench_produce(bootstrap: str, topic: str, settings: Settings) -> float:
+def bench_produce(bootstrap: str, topic: str, settings: Settings, acks: str) -> float:
     values = make_values(1_000, settings.value_bytes)
-    with Producer(bootstrap, acks=settings.acks, batch_size=settings.batch_size, linger_ms=settings.linger_ms,
+    with Producer(bootstrap, acks=acks, batch_size=settings.batch_size, linger_ms=settings.linger_ms,
                   compression=settings.compression) as producer:
         producer.send(topic, values[0]).result(timeout=30)  # metadata and connection before the clock
         started = time.perf_counter()
@@ -110,7 +119,7 @@ def bench_latency(bootstrap: str, topic: str, settings: Settings) -> tuple[float
         if not ready.wait(60):
             raise RuntimeError("the latency consumer did not start")
         padding = b" " * (settings.value_bytes - SEND_TIME.size)
-        with Producer(bootstrap, acks=settings.acks, linger_ms=0, compression=settings.compression) as producer:
+        with Producer(bootstrap, acks=1, linger_ms=0, compression=settings.compression) as producer:
             producer.send(topic, SEND_TIME.pack(time.time_ns()) + padding).result(timeout=30)
             _paced_send(producer, topic, padding, total, settings.latency_rate)
             producer.flush()
@@ -137,6 +146,59 @@ def _paced_send(producer: Producer, topic: str, padding: bytes, total: int, rate
         time.sleep(0.001)
 
 
+def bench_failover(layout: ClusterLayout, rounds: int) -> list[float]:
+    """Seconds from kill -9 of the partition leader to the first acks=all write sent after the kill."""
+    topic = "bench-failover"
+    with Admin(layout.bootstrap) as admin:
+        admin.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": 2})
+        times = []
+        with Producer(layout.bootstrap, acks="all", linger_ms=0, request_timeout_ms=2_000,
+                      retry_backoff_ms=20) as producer:
+            for _ in range(rounds):
+                _wait_for_full_isr(admin, topic)
+                leader = admin.describe_topic(topic).partitions[0].leader
+                killed_at = time.monotonic()
+                launcher.signal_node(layout, leader, signal.SIGKILL)
+                times.append(_first_ack_after(producer, topic, killed_at) - killed_at)
+                launcher.start_nodes(layout, [leader])
+    return times
+
+
+def _wait_for_full_isr(admin: Admin, topic: str, timeout_s: float = 60) -> None:
+    """Until the partition is back to three in-sync replicas led by its preferred leader."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        partition = admin.describe_topic(topic).partitions[0]
+        if len(partition.isr) == 3 and partition.leader == partition.replicas[0]:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{topic} did not get its three in-sync replicas back in {timeout_s} s")
+
+
+def _first_ack_after(producer: Producer, topic: str, killed_at: float, timeout_s: float = 30) -> float:
+    """Send a record every 5 ms from ``killed_at`` on; the time the first one is acknowledged."""
+    acked: list[float] = []
+    deadline = killed_at + timeout_s
+    while not acked and time.monotonic() < deadline:
+        future = producer.send(topic, b"failover probe")
+        future.add_done_callback(lambda f: acked.append(time.monotonic()) if f.exception() is None else None)
+        time.sleep(0.005)
+    if not acked:
+        raise RuntimeError(f"no write succeeded within {timeout_s} s of the kill")
+    return min(acked)
+
+
+@contextmanager
+def running_cluster(folder: Path, node_count: int) -> Iterator[ClusterLayout]:
+    """A fresh local cluster on free ports, stopped by pid afterwards."""
+    layout = ClusterLayout(folder, node_count, free_base_port(node_count))
+    launcher.start_nodes(layout, list(layout.node_ids))
+    try:
+        yield layout
+    finally:
+        launcher.stop_nodes(layout, list(layout.node_ids))
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -149,53 +211,79 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-def report(settings: Settings, produce: float, consume: float, latency: tuple[float, float, int]) -> None:
-    console = Console(width=120)
-    megabytes = settings.value_bytes / 1e6
-    console.print(f"machine: {machine()}; 1 broker on loopback")
-    console.print(f"parameters: {settings.value_bytes} B values (JSON order events), acks={settings.acks}, "
-                  f"batch_size={settings.batch_size}, linger_ms={settings.linger_ms}, "
-                  f"compression={settings.compression}, partitions={settings.partitions}")
+def report(settings: Settings, rows: list[tuple[str, str, str, str]]) -> None:
+    console = Console(width=140)
+    console.print(f"machine: {machine()}; brokers on loopback")
+    console.print(f"parameters: {settings.value_bytes} B values (JSON order events), batch_size={settings.batch_size}, "
+                  f"linger_ms={settings.linger_ms}, compression={settings.compression}, "
+                  f"partitions={settings.partitions}, one producer process")
     table = Table(title="Rill benchmark")
     for column in ("measurement", "records", "how", "result"):
         table.add_column(column)
-    table.add_row("produce", f"{settings.records:,}", "one producer, send() in a loop, then flush()",
-                  f"{produce:,.0f} records/s ({produce * megabytes:,.1f} MB/s)")
-    table.add_row("consume", f"{settings.records:,}", "one consumer from offset 0, max_poll_records=10000",
-                  f"{consume:,.0f} records/s ({consume * megabytes:,.1f} MB/s)")
-    p50, p99, count = latency
-    table.add_row("end-to-end latency", f"{count:,}",
-                  f"{settings.latency_rate:,} records/s for {settings.latency_seconds:g} s, linger_ms=0, "
-                  "consumer in another process", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+def single_broker_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str, str, str]]:
+    megabytes = settings.value_bytes / 1e6
+    with Admin(layout.bootstrap) as admin:
+        admin.create_topic("bench-throughput", partitions=settings.partitions)
+        admin.create_topic("bench-latency", partitions=settings.partitions)
+    produce = bench_produce(layout.bootstrap, "bench-throughput", settings, "1")
+    consume = bench_consume(layout.bootstrap, "bench-throughput", settings.records + 1)
+    p50, p99, count = bench_latency(layout.bootstrap, "bench-latency", settings)
+    return [
+        ("produce, 1 broker", f"{settings.records:,}", "acks=1, send() in a loop, then flush()",
+         f"{produce:,.0f} records/s ({produce * megabytes:,.1f} MB/s)"),
+        ("consume, 1 broker", f"{settings.records:,}", "from offset 0, max_poll_records=10000",
+         f"{consume:,.0f} records/s ({consume * megabytes:,.1f} MB/s)"),
+        ("end-to-end latency, 1 broker", f"{count:,}",
+         f"{settings.latency_rate:,} records/s for {settings.latency_seconds:g} s, acks=1, linger_ms=0, "
+         "consumer in another process", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"),
+    ]
+
+
+def replicated_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str, str, str]]:
+    megabytes = settings.value_bytes / 1e6
+    rows = []
+    with Admin(layout.bootstrap) as admin:
+        for acks in ("1", "all"):
+            topic = f"bench-replicated-acks-{acks}"
+            admin.create_topic(topic, partitions=settings.partitions, replication_factor=3,
+                               config={"min.insync.replicas": 2})
+            rate = bench_produce(layout.bootstrap, topic, settings, acks)
+            rows.append((f"produce, 3 brokers, RF=3", f"{settings.records:,}", f"acks={acks}, min.insync.replicas=2",
+                         f"{rate:,.0f} records/s ({rate * megabytes:,.1f} MB/s)"))
+    if settings.failover_rounds:
+        times = sorted(bench_failover(layout, settings.failover_rounds))
+        rows.append(("failover, 3 brokers, RF=3", f"{len(times)} kills",
+                     "kill -9 of the leader -> first acks=all write sent after it is acknowledged",
+                     f"median {statistics.median(times):.2f} s (each: {', '.join(f'{t:.2f}' for t in times)})"))
+    return rows
 
 
 @click.command()
 @click.option("--records", default=1_000_000, show_default=True, help="Records for the throughput runs.")
 @click.option("--value-bytes", default=100, show_default=True)
 @click.option("--partitions", default=1, show_default=True)
-@click.option("--acks", default="1", show_default=True, type=click.Choice(["0", "1", "all"]))
 @click.option("--batch-size", default=65536, show_default=True)
 @click.option("--linger-ms", default=5, show_default=True)
 @click.option("--compression", default="lz4", show_default=True, type=click.Choice(["lz4", "none"]))
 @click.option("--latency-rate", default=10_000, show_default=True, help="Records/s during the latency run.")
 @click.option("--latency-seconds", default=10.0, show_default=True)
-def main(**options) -> None:
-    """Measure produce and consume throughput and end-to-end latency against a fresh local broker."""
+@click.option("--failover-rounds", default=5, show_default=True, help="Leader kills to time (0: none).")
+@click.option("--replicated/--single-only", default=True, show_default=True, help="Also run the 3-broker runs.")
+def main(replicated: bool, **options) -> None:
+    """Measure throughput, latency and failover against fresh local clusters (1 broker, then 3)."""
     settings = Settings(**options)
     with tempfile.TemporaryDirectory(prefix="rill-bench-") as folder:
-        layout = ClusterLayout(Path(folder), 1, free_base_port(1))
-        launcher.start_nodes(layout, list(layout.node_ids))
-        try:
-            with Admin(layout.bootstrap) as admin:
-                admin.create_topic("bench-throughput", partitions=settings.partitions)
-                admin.create_topic("bench-latency", partitions=settings.partitions)
-            produce = bench_produce(layout.bootstrap, "bench-throughput", settings)
-            consume = bench_consume(layout.bootstrap, "bench-throughput", settings.records + 1)
-            latency = bench_latency(layout.bootstrap, "bench-latency", settings)
-        finally:
-            launcher.stop_nodes(layout, list(layout.node_ids))
-    report(settings, produce, consume, latency)
+        with running_cluster(Path(folder) / "single", 1) as layout:
+            rows = single_broker_rows(layout, settings)
+        if replicated:
+            with running_cluster(Path(folder) / "replicated", 3) as layout:
+                rows += replicated_rows(layout, settings)
+    report(settings, rows)
 
 
 if __name__ == "__main__":

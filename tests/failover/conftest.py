@@ -1,0 +1,35 @@
+"""Fixtures of the failover tests: a fresh 3-node cluster per test, its logs attached to failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from brokers import ClusterProcesses
+
+# A full stop (every node SIGTERMed) leaves the last node without a Raft majority, so its controlled
+# shutdown cannot commit and waits out this timeout (15 s by default); 3 s keeps those stops short.
+CLUSTER_SETTINGS = {"controlled_shutdown_timeout_ms": 3_000}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On failure, attach the output of every broker of the test's cluster to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    processes = getattr(item, "funcargs", {}).get("cluster")
+    if report.failed and isinstance(processes, ClusterProcesses):
+        report.sections.append(("broker output", processes.outputs()))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ClusterProcesses]:
+    """Three brokers on loopback, started and answering; every process is killed by pid afterwards."""
+    processes = ClusterProcesses(tmp_path / "cluster", 3, settings=CLUSTER_SETTINGS)
+    try:
+        processes.start_all()
+        yield processes
+    finally:
+        processes.kill_all()

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -103,11 +104,14 @@ class Node:
             self._shutdown(context)
 
     def _bind(self, context: zmq.asyncio.Context) -> NetworkServer:
-        address = f"tcp://{self.config.me.host}:{self.config.me.port}"
+        me = self.config.me
+        address = f"tcp://{me.host}:{me.port}"
         try:
-            return NetworkServer(context, address, self.config.max_request_bytes)
+            server = NetworkServer(context, address, self.config.max_request_bytes)
         except zmq.ZMQError as error:
             raise InvalidConfigError(f"cannot listen on {address}: {error}") from None
+        _check_port_free(me.host, me.raft_port, "Raft")
+        return server
 
     async def _wait_for_raft(self) -> None:
         deadline = time.monotonic() + RAFT_READY_TIMEOUT_S
@@ -223,6 +227,16 @@ class Node:
                 self._raft.destroy()
             context.destroy(linger=0)
             log.info("node %d stopped", self.config.node_id)
+
+
+def _check_port_free(host: str, port: int, what: str) -> None:
+    """Fail at startup with a clear message, where pysyncobj would retry binding forever."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise InvalidConfigError(f"cannot listen on {host}:{port} for {what}: {error}") from None
 
 
 def _now_ms(action: Callable[[int], object]) -> Callable[[], None]:

@@ -20,13 +20,14 @@ from rich.console import Console
 
 from rill.client.errors import InvalidConfigError, RillError
 from rill.cluster import console, launcher, tables
-from rill.cluster.layout import ClusterError, layout_file, plan_layout, read_layout
+from rill.cluster.layout import ClusterError, ClusterLayout, layout_file, plan_layout, read_layout
 from rill.node.config import load_node_config
 
-DEFAULT_NODE_COUNT = 1
+DEFAULT_NODE_COUNT = 3
 DEFAULT_BASE_PORT = 9092
 DEFAULT_DATA_DIR = "./data"
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+# Every node of the default local cluster, so that clients still connect while node 1 is down.
+DEFAULT_BOOTSTRAP = ClusterLayout(Path(DEFAULT_DATA_DIR), DEFAULT_NODE_COUNT, DEFAULT_BASE_PORT).bootstrap
 PIPED_OUTPUT_WIDTH = 250
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT}
 
@@ -122,8 +123,9 @@ def cluster() -> None:
 def up(node_count: int | None, base_port: int | None, data_dir: Path, timeout_seconds: float) -> None:
     """Start a local cluster in the background.
 
-    Starts every node, waits until each answers on its port, and prints the
-    bootstrap address on stdout (progress goes to stderr).
+    Starts every node at once (they elect a Raft leader among themselves),
+    waits until each answers clients on its port, and prints the bootstrap
+    list of all nodes on stdout (progress goes to stderr).
     """
     layout = plan_layout(data_dir, node_count, base_port, DEFAULT_NODE_COUNT, DEFAULT_BASE_PORT)
     click.echo(f"starting {layout.node_count} node(s) in {layout.data_dir}", err=True)
@@ -152,13 +154,18 @@ def down(data_dir: Path) -> None:
 @cluster.command()
 @data_dir_option
 def status(data_dir: Path) -> None:
-    """Show every node of the local cluster.
+    """Show each node and the controller.
 
-    Its pid, whether its process is alive, whether it answers on its port,
-    its port and its data dir.
+    For each node: its pid, whether its process is alive, whether it answers
+    clients on its port, the port, and from the node's own report (NODE_STATUS;
+    "-" when it does not answer): its Raft role, whether it is the controller,
+    whether the controller has fenced it, how many partitions it leads and how
+    many of those are under-replicated. Then its data dir.
     """
     layout = read_layout(data_dir)
-    _console().print(tables.status_table(launcher.node_statuses(layout)))
+    statuses = launcher.node_statuses(layout)
+    _console().print(tables.status_table(statuses))
+    click.echo(tables.controller_line(statuses))
     click.echo(f"bootstrap: {layout.bootstrap}")
 
 
@@ -178,17 +185,41 @@ def kill(node_id: int, signal_name: str, data_dir: Path) -> None:
 
 
 @cluster.command()
-@click.argument("node_id", metavar="ID", type=int)
+@click.argument("node_ids", metavar="ID...", type=int, nargs=-1, required=True)
 @data_dir_option
 @timeout_option
-def start(node_id: int, data_dir: Path, timeout_seconds: float) -> None:
-    """Start one node again (after kill).
+def start(node_ids: tuple[int, ...], data_dir: Path, timeout_seconds: float) -> None:
+    """Start nodes again (after kill), together.
 
-    Uses the recorded layout and waits until the node answers.
+    Uses the recorded layout and waits until these nodes answer clients, not
+    for the rest of the cluster. If too few nodes would run for a Raft
+    majority, waits only until they run and says how many more to start.
     """
     layout = read_layout(data_dir)
-    launcher.start_nodes(layout, [node_id], timeout_seconds)
-    click.echo(f"node {node_id}: pid {launcher.read_pid(layout, node_id)}, port {layout.node(node_id).port}")
+    ids = list(dict.fromkeys(node_ids))
+    without_quorum = launcher.start_nodes(layout, ids, timeout_seconds)
+    for node_id in ids:
+        click.echo(f"node {node_id}: pid {launcher.read_pid(layout, node_id)}, port {layout.node(node_id).port}")
+    if without_quorum:
+        click.echo(f"node(s) {', '.join(map(str, without_quorum))} running but not yet serving clients: that "
+                   f"needs {launcher.majority(layout)} of the {layout.node_count} nodes running (a Raft majority). "
+                   "Start more soon with rill cluster start ID: a node waits only a limited time for a majority.",
+                   err=True)
+
+
+@cluster.command("rebalance-leaders")
+@bootstrap_option
+def rebalance_leaders(bootstrap: str) -> None:
+    """Move leaderships back to preferred replicas.
+
+    The preferred replica is the first of the partition's replicas; it takes
+    over only where it is in sync. Prints how many partitions moved.
+    """
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        moved = admin.elect_leaders()
+    click.echo(f"moved leadership of {moved} partition(s) to their preferred replica")
 
 
 @main.group()

@@ -18,18 +18,23 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterable, TypeVar
 
-from rill.client.errors import RillError
+from rill.client import protocol
 from rill.cluster.layout import LOCAL_HOST, ClusterError, ClusterLayout, write_layout
+from rill.cluster.probe import node_answers, node_status
+from rill.node.config import NodeConfig
 
 READY_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 15.0
+# On SIGTERM a node first asks the controller to move its leaderships away, for up to its
+# controlled_shutdown_timeout_ms when there is no controller to ask; then it flushes and stops.
+STOP_TIMEOUT_SECONDS = NodeConfig.controlled_shutdown_timeout_ms / 1000 + 10.0
 KILL_TIMEOUT_SECONDS = 5.0
 POLL_INTERVAL_SECONDS = 0.1
-PROBE_TIMEOUT_MS = 1000
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 65536
 START_MARKER = "==== rill cluster: starting node"
@@ -52,7 +57,12 @@ class ProcessState(enum.Enum):
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """One node as ``rill cluster status`` shows it. ``answers`` is None when not probed."""
+    """One node as ``rill cluster status`` shows it.
+
+    ``answers`` (serves clients) is None when not probed: the process is not
+    running. ``report`` is the node's own NODE_STATUS answer, None when it
+    was not probed or did not answer.
+    """
 
     node_id: int
     pid: int | None
@@ -60,6 +70,12 @@ class NodeStatus:
     answers: bool | None
     port: int
     data_dir: Path
+    report: protocol.NodeStatusResponse | None = None
+
+    @property
+    def is_controller(self) -> bool | None:
+        """Whether the node says it is the controller (the Raft leader); None without a report."""
+        return None if self.report is None else self.report.controller_id == self.node_id
 
 
 def process_state(pid: int, command: list[str]) -> ProcessState:
@@ -101,26 +117,41 @@ def node_state(layout: ClusterLayout, node_id: int) -> tuple[int | None, Process
     return pid, ProcessState.GONE if pid is None else process_state(pid, node_command(layout, node_id))
 
 
-def node_answers(port: int, timeout_ms: int = PROBE_TIMEOUT_MS) -> bool:
-    """Whether the broker on this port of 127.0.0.1 answers a metadata request in time."""
-    from rill.client import Admin  # imported here: the client is only loaded by commands that talk to brokers
+def node_address(layout: ClusterLayout, node_id: int) -> str:
+    """The node's client address, ``host:port``."""
+    node = layout.node(node_id)
+    return f"{node.host}:{node.port}"
 
-    try:
-        with Admin(f"{LOCAL_HOST}:{port}", request_timeout_ms=timeout_ms) as admin:
-            admin.list_topics()
-    except RillError:
-        return False
-    return True
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _in_parallel(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[function(item) for item in items]``, the calls run at once (each probe may wait for its timeout)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(function, items))
 
 
 def node_statuses(layout: ClusterLayout) -> list[NodeStatus]:
-    """Every node's pid, process state and, for running nodes, whether it answers."""
+    """Every node's pid and process state and, for running nodes, whether it answers and its own report."""
+    states = {node_id: node_state(layout, node_id) for node_id in layout.node_ids}
+    running = [node_id for node_id, (_, state) in states.items() if state is ProcessState.RUNNING]
+
+    def run(probe: tuple[Callable[[str], object], int]) -> object:
+        function, node_id = probe
+        return function(node_address(layout, node_id))
+
+    probes = [(function, node_id) for node_id in running for function in (node_answers, node_status)]
+    results = dict(zip(probes, _in_parallel(run, probes)))
     statuses = []
-    for node_id in layout.node_ids:
-        pid, state = node_state(layout, node_id)
-        port = layout.node(node_id).port
-        answers = node_answers(port) if state is ProcessState.RUNNING else None
-        statuses.append(NodeStatus(node_id, pid, state, answers, port, layout.node_data_dir(node_id)))
+    for node_id, (pid, state) in states.items():
+        answers, report = results.get((node_answers, node_id)), results.get((node_status, node_id))
+        statuses.append(NodeStatus(node_id, pid, state, answers, layout.node(node_id).port,
+                                   layout.node_data_dir(node_id), report))
     return statuses
 
 
@@ -143,8 +174,23 @@ def _spawn_node(layout: ClusterLayout, node_id: int) -> subprocess.Popen:
     return process
 
 
-def start_nodes(layout: ClusterLayout, node_ids: list[int], timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
-    """Start these nodes and wait until each answers on its port; on failure stop them and raise ClusterError."""
+def majority(layout: ClusterLayout) -> int:
+    """How many nodes must run for the Raft metadata quorum: more than half of them."""
+    return layout.node_count // 2 + 1
+
+
+def start_nodes(layout: ClusterLayout, node_ids: list[int],
+                timeout_seconds: float = READY_TIMEOUT_SECONDS) -> list[int]:
+    """Start these nodes together and wait until each answers; on failure stop them and raise ClusterError.
+
+    A node serves clients only once it has registered with the controller,
+    which needs a Raft majority running. When these nodes and those already
+    running make a majority, wait until each serves clients. When they do
+    not (``rill cluster start 1`` with the rest of the cluster down), a node
+    cannot even answer NODE_STATUS before Raft has a leader, so wait only
+    until each listens on its client port, and return those nodes: they
+    serve clients once enough of the others are started.
+    """
     for node_id in node_ids:
         layout.check_node_id(node_id)
         pid, state = node_state(layout, node_id)
@@ -155,15 +201,19 @@ def start_nodes(layout: ClusterLayout, node_ids: list[int], timeout_seconds: flo
     if busy_ports:
         raise ClusterError(f"port(s) {', '.join(map(str, busy_ports))} on {LOCAL_HOST} are in use by another "
                            "process; stop it or choose another --base-port")
+    others_running = sum(1 for node_id in layout.node_ids
+                         if node_id not in node_ids and node_state(layout, node_id)[1] is ProcessState.RUNNING)
+    quorum = others_running + len(set(node_ids)) >= majority(layout)
     write_layout(layout)
     processes: dict[int, subprocess.Popen] = {}
     try:
         for node_id in node_ids:
             processes[node_id] = _spawn_node(layout, node_id)
-        wait_until_ready(layout, processes, timeout_seconds)
+        wait_until_ready(layout, processes, timeout_seconds, serving_clients=quorum)
     except BaseException:
         stop_nodes(layout, list(processes))
         raise
+    return [] if quorum else sorted(processes)
 
 
 def _ports(layout: ClusterLayout, node_id: int) -> tuple[int, int, int]:
@@ -182,12 +232,21 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def wait_until_ready(layout: ClusterLayout, processes: dict[int, subprocess.Popen], timeout_seconds: float) -> None:
-    """Poll until every node answers; ClusterError with its log's last lines if one exits or time runs out."""
+def wait_until_ready(layout: ClusterLayout, processes: dict[int, subprocess.Popen], timeout_seconds: float,
+                     serving_clients: bool = True) -> None:
+    """Poll until every node serves clients (or, without ``serving_clients``, listens on its client port).
+
+    ClusterError with the node's last log lines if one exits or time runs out.
+    """
+    def ready(node_id: int) -> bool:
+        if serving_clients:
+            return node_answers(node_address(layout, node_id))
+        return not _port_is_free(layout.node(node_id).port)
+
     deadline = time.monotonic() + timeout_seconds
     waiting = sorted(processes)
     for _ in range(math.ceil(timeout_seconds / POLL_INTERVAL_SECONDS) + 1):
-        answered = {node_id for node_id in waiting if node_answers(layout.node(node_id).port)}
+        answered = {node_id for node_id, is_ready in zip(waiting, _in_parallel(ready, waiting)) if is_ready}
         for node_id in waiting:  # after probing, so that an answer counts only from a node still running
             _raise_if_exited(layout, node_id, processes[node_id])
         waiting = [node_id for node_id in waiting if node_id not in answered]

@@ -1,7 +1,7 @@
 """The rich tables the CLI prints: cluster status and topic descriptions.
 
 Each table is a list of columns, each a header and a function of one row, so
-a new column (Raft role, controller, partitions led) is one more entry.
+a new column is one more entry.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ def _ids(ids: Iterable[int]) -> str:
     return ",".join(map(str, ids))
 
 
+def _reported(field: str) -> Callable[[NodeStatus], object]:
+    """A cell from the node's own NODE_STATUS report; "-" when it did not answer."""
+    return lambda status: "-" if status.report is None else getattr(status.report, field)
+
+
 STATUS_COLUMNS: list[Column] = [
     ("node", lambda status: status.node_id),
     ("pid", lambda status: "-" if status.pid is None else status.pid),
@@ -31,6 +36,11 @@ STATUS_COLUMNS: list[Column] = [
     ("alive", lambda status: _yes_no(status.state.alive)),
     ("answers", lambda status: _yes_no(status.answers)),
     ("port", lambda status: status.port),
+    ("raft role", _reported("raft_role")),
+    ("controller", lambda status: _yes_no(status.is_controller)),
+    ("fenced", lambda status: "-" if status.report is None else _yes_no(status.report.fenced)),
+    ("partitions led", _reported("partitions_led")),
+    ("under-replicated", _reported("under_replicated")),
     ("data dir", lambda status: status.data_dir),
 ]
 
@@ -56,8 +66,23 @@ def build_table(title: str, columns: list[Column], rows: Iterable[Any]) -> Table
 
 
 def status_table(statuses: list[NodeStatus]) -> Table:
-    """One line per node: pid, process state, whether it answers, its port and data dir."""
+    """One line per node: pid, process state, whether it answers, its port, its own report, its data dir."""
     return build_table("nodes", STATUS_COLUMNS, statuses)
+
+
+def controller_line(statuses: list[NodeStatus]) -> str:
+    """Which node is the controller, as the nodes that answered report it (they may briefly disagree)."""
+    views = {status.node_id: status.report.controller_id for status in statuses if status.report is not None}
+    named = sorted(set(views.values()) - {-1})
+    if not views:
+        return "controller: unknown (no node answers)"
+    if not named:
+        return "controller: none (no Raft leader elected: is a majority of the nodes running?)"
+    if len(named) == 1 and len(set(views.values())) == 1:
+        return f"controller: node {named[0]}"
+    said = ", ".join(f"node {node_id} says {'none' if controller == -1 else controller}"
+                     for node_id, controller in sorted(views.items()))
+    return f"controller: the nodes disagree ({said})"
 
 
 def topic_tables(description: TopicDescription) -> list[Table]:

@@ -4,16 +4,21 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-NODES ?= 1
+NODES ?= 3
 BASE_PORT ?= 9092
 DATA_DIR ?= ./data
 SIGNAL ?= KILL
 PYTEST_ARGS ?=
 
-ifeq ($(BASE_PORT),9092)
+# Every node's client address: 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 by default,
+# which is also the rill command's default --bootstrap.
+BOOTSTRAP := $(shell i=0; while [ $$i -lt $(NODES) ]; do printf '%s127.0.0.1:%s' "$$sep" $$(($(BASE_PORT) + i)); sep=,; i=$$((i + 1)); done)
+# make commands in the hints below name a data dir other than the default.
+DATA_DIR_VAR := $(if $(filter-out ./data,$(DATA_DIR)), DATA_DIR=$(DATA_DIR))
+ifeq ($(NODES)-$(BASE_PORT),3-9092)
 BOOTSTRAP_FLAG :=
 else
-BOOTSTRAP_FLAG := --bootstrap 127.0.0.1:$(BASE_PORT)
+BOOTSTRAP_FLAG := --bootstrap $(BOOTSTRAP)
 endif
 
 ifneq ($(filter kill-node start-node,$(MAKECMDGOALS)),)
@@ -31,15 +36,20 @@ $(VENV): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' || { touch -t 197001010000 $(VENV); exit 1; }
 	touch $(VENV)
 
+# Starts all nodes at once (a node serves clients only once a Raft majority runs) and
+# prints the bootstrap list of all nodes, then their status.
 cluster: $(VENV)
 	$(BIN)/rill cluster up --nodes $(NODES) --base-port $(BASE_PORT) --data-dir $(DATA_DIR)
 	$(BIN)/rill cluster status --data-dir $(DATA_DIR)
 	@echo
 	@echo "What to try next:"
-	@echo "  $(BIN)/rill topic create orders --partitions 3 $(BOOTSTRAP_FLAG)"
+	@echo "  $(BIN)/rill topic create orders --partitions 3 --replication-factor $(NODES) $(BOOTSTRAP_FLAG)"
 	@echo "  seq 1 10 | $(BIN)/rill produce orders $(BOOTSTRAP_FLAG)"
 	@echo "  $(BIN)/rill consume orders --from-beginning --max-messages 10 $(BOOTSTRAP_FLAG)"
-	@echo "  make kill-node N=1; make start-node N=1; make status; make down"
+	@echo "  $(BIN)/rill topic describe orders $(BOOTSTRAP_FLAG)"
+	@echo "  make kill-node N=2$(DATA_DIR_VAR); make status$(DATA_DIR_VAR); make start-node N=2$(DATA_DIR_VAR)"
+	@echo "  $(BIN)/rill cluster rebalance-leaders $(BOOTSTRAP_FLAG)"
+	@echo "  make down$(DATA_DIR_VAR)"
 
 status: $(VENV)
 	$(BIN)/rill cluster status --data-dir $(DATA_DIR)

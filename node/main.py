@@ -80,7 +80,7 @@ class Node:
         self.logs = LogManager(config.node_data_dir)
         context = zmq.asyncio.Context()
         self.client = BrokerClient(context, config.node_id, {n.node_id: f"{n.host}:{n.port}" for n in config.nodes})
-        self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed)
+        self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms)
         self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
         try:
             server = self._bind(context)

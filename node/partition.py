@@ -48,7 +48,8 @@ class Partition:
     """A replica of (topic, index) on broker ``node_id``."""
 
     def __init__(self, topic: str, index: int, node_id: int, log: Log, state: PartitionState,
-                 min_insync_replicas: int):
+                 min_insync_replicas: int, follower_timeout_s: float):
+        self.follower_timeout_s = follower_timeout_s
         self.topic = topic
         self.index = index
         self.node_id = node_id
@@ -109,7 +110,7 @@ class Partition:
         """Followers' progress is unknown until they fetch; ISR members count as caught up now."""
         now = time.monotonic()
         self.followers = {
-            replica: FollowerProgress(last_caught_up_s=now if replica in self.state.isr else 0.0)
+            replica: FollowerProgress(last_caught_up_s=now if replica in self.state.isr else 0.0, last_fetch_s=now)
             for replica in self.state.replicas if replica != self.node_id
         }
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
@@ -120,11 +121,13 @@ class Partition:
     def append_as_leader(self, records: bytes, acks: int) -> AppendInfo:
         """Validate and append a producer's batches; raises if this broker may not take them."""
         self.ensure_leader()
-        if acks == -1 and len(self.state.isr) < self.min_insync_replicas:
-            raise NotEnoughReplicasError(
-                f"{self.name} has {len(self.state.isr)} in-sync replicas, "
-                f"min.insync.replicas is {self.min_insync_replicas}"
-            )
+        if acks == -1:
+            live = self._live_isr_size()
+            if live < self.min_insync_replicas:
+                raise NotEnoughReplicasError(
+                    f"{self.name} has {live} live in-sync replicas (ISR {list(self.state.isr)}), "
+                    f"min.insync.replicas is {self.min_insync_replicas}"
+                )
         info = self.log.append(records, self.state.leader_epoch)
         self.advance_high_watermark()
         return info
@@ -145,6 +148,15 @@ class Partition:
         records = self.log.read(fetch_offset, max_bytes)
         progress.record_fetch(fetch_offset, self.log.log_end_offset, time.monotonic())
         return records, self.advance_high_watermark()
+
+    def _live_isr_size(self) -> int:
+        """ISR members that fetched within the follower timeout. The controller may not have shrunk
+        the ISR yet (or cannot, without a Raft majority); refusing early is safe, waiting is not useful."""
+        deadline = time.monotonic() - self.follower_timeout_s
+        return sum(
+            1 for replica in self.state.isr
+            if replica == self.node_id or (replica in self.followers and self.followers[replica].last_fetch_s >= deadline)
+        )
 
     def advance_high_watermark(self) -> bool:
         """Move the high watermark to the smallest log end over the ISR; True if it moved."""

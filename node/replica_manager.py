@@ -55,8 +55,10 @@ class _PendingAck:
 class ReplicaManager:
     """The partitions of this broker and the requests that read and write them."""
 
-    def __init__(self, node_id: int, log_manager: LogManager, on_role_change: RoleListener):
+    def __init__(self, node_id: int, log_manager: LogManager, on_role_change: RoleListener,
+                 follower_timeout_ms: int):
         self.node_id = node_id
+        self._follower_timeout_s = follower_timeout_ms / 1000
         self.log_manager = log_manager
         self.partitions: dict[PartitionKey, Partition] = {}
         self._on_role_change = on_role_change
@@ -86,7 +88,8 @@ class ReplicaManager:
         partition = self.partitions.get(key)
         if partition is None:
             log_ = self.log_manager.get_or_create(name, index, storage)
-            partition = self.partitions[key] = Partition(name, index, self.node_id, log_, state, min_insync)
+            partition = self.partitions[key] = Partition(name, index, self.node_id, log_, state, min_insync,
+                                                         self._follower_timeout_s)
             self._on_role_change(partition, "leader" if partition.is_leader else "follower")
             return
         role = partition.update_state(state, min_insync)

@@ -335,6 +335,11 @@ class ClusterProcesses:
         """The controller as a broker reports it (-1 while there is none)."""
         return self._ask(lambda admin: admin.describe_cluster().controller_id, node_ids, timeout_ms)
 
+    def live_brokers(self, node_ids: Iterable[int] | None = None, timeout_ms: int = 2_000) -> list[int]:
+        """The brokers that the asked broker calls live (registered, not fenced), by node id."""
+        description = self._ask(lambda admin: admin.describe_cluster(), node_ids, timeout_ms)
+        return [broker.node_id for broker in description.brokers]
+
     def partition(self, topic: str, partition: int = 0, node_ids: Iterable[int] | None = None,
                   timeout_ms: int = 2_000) -> PartitionInfo:
         """The partition as described by a broker: leader, replicas, ISR, epoch, high watermark."""
@@ -396,36 +401,56 @@ class AckedWriter:
     """A thread that sends numbered records (values b"0", b"1", ...) to one partition until stopped.
 
     Notes every acknowledged number in ``acked`` (in acknowledgement order)
+    with where it was stored in ``stored_at`` (number -> (partition, offset)),
     and every failed one in ``failed`` as (number, error), from the
-    producer's callbacks. At most ``outstanding_max`` records are sent and
-    not yet answered, so a stalled partition does not grow memory without
-    bound. Producer settings are passed through.
+    producer's callbacks; ``partition=None`` lets the producer choose. It
+    sends at most ``records_per_s`` (the brokers share the machine's cores
+    with the test) and keeps at most ``outstanding_max`` records sent and not
+    yet answered, so a stalled partition does not grow memory without bound.
+    Producer settings are passed through.
     """
 
-    def __init__(self, bootstrap: str, topic: str, partition: int = 0, *, outstanding_max: int = 2_000,
-                 records_max: int = 10_000_000, **producer_settings):
+    def __init__(self, bootstrap: str, topic: str, partition: int | None = 0, *, outstanding_max: int = 2_000,
+                 records_per_s: float = 5_000, records_max: int = 10_000_000, **producer_settings):
         import threading
 
         self.bootstrap = bootstrap
         self.topic = topic
         self.partition = partition
         self.outstanding_max = outstanding_max
+        self.records_per_s = records_per_s
         self.records_max = records_max
         self.settings = {"acks": "all", "linger_ms": 1, "batch_size": 4_096, **producer_settings}
         self.acked: list[int] = []
+        self.stored_at: dict[int, tuple[int, int]] = {}
         self.failed: list[tuple[int, BaseException]] = []
         self.sent = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
+        self._close_timeout_s: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"writer-{topic}", daemon=True)
 
     def start(self) -> "AckedWriter":
         self._thread.start()
         return self
 
+    def __enter__(self) -> "AckedWriter":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        """Stop; after a failure in the block, fast (records still outstanding fail) and without raising."""
+        if exc_type is None:
+            self.stop()
+        else:
+            self._close_timeout_s = 0.0
+            self._stop.set()
+            self._thread.join(30)
+
     def _done(self, number: int, future) -> None:
         error = future.exception()
         if error is None:
+            metadata = future.result()
+            self.stored_at[number] = (metadata.partition, metadata.offset)
             self.acked.append(number)
         else:
             self.failed.append((number, error))
@@ -434,23 +459,42 @@ class AckedWriter:
         from rill.client import Producer
 
         try:
-            with Producer(self.bootstrap, **self.settings) as producer:
-                for number in range(self.records_max):
-                    while self.sent - len(self.acked) - len(self.failed) >= self.outstanding_max:
-                        if self._stop.wait(0.005):
-                            return
-                    if self._stop.is_set():
-                        return
-                    future = producer.send(self.topic, b"%d" % number, partition=self.partition)
-                    self.sent += 1
-                    future.add_done_callback(lambda f, n=number: self._done(n, f))
+            producer = Producer(self.bootstrap, **self.settings)
         except BaseException as error:  # noqa: BLE001 - reported by stop()
             self.error = error
+            return
+        try:
+            self._send_until_stopped(producer)
+        except BaseException as error:  # noqa: BLE001 - reported by stop()
+            self.error = error
+        finally:
+            producer.close(self._close_timeout_s)  # waits for every outstanding record's answer
+
+    def _send_until_stopped(self, producer) -> None:
+        next_at = time.monotonic()
+        for number in range(self.records_max):
+            if number % 100 == 0:  # keep to records_per_s (no catching up after a stall)
+                now = time.monotonic()
+                if next_at > now and self._stop.wait(next_at - now):
+                    return
+                next_at = max(next_at, now) + 100 / self.records_per_s
+            while self.sent - len(self.acked) - len(self.failed) >= self.outstanding_max:
+                if self._stop.wait(0.005):
+                    return
+            if self._stop.is_set():
+                return
+            future = producer.send(self.topic, b"%d" % number, partition=self.partition)
+            self.sent += 1
+            future.add_done_callback(lambda f, n=number: self._done(n, f))
 
     def wait_acked(self, count: int, timeout_s: float, what: str = "") -> None:
         """Wait until at least ``count`` records in all are acknowledged."""
-        wait_until(lambda: len(self.acked) >= count or self.error is not None, timeout_s,
-                   what or f"{count} acknowledged records (have {len(self.acked)}, failed {len(self.failed)})")
+        try:
+            wait_until(lambda: len(self.acked) >= count or self.error is not None, timeout_s,
+                       what or f"{count} acknowledged records")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out} (writer: {self.sent} sent, {len(self.acked)} acknowledged, "
+                                 f"{len(self.failed)} failed {self.failed[:2]}, wanted {count})") from None
         if self.error is not None:
             raise AssertionError(f"the writer failed: {self.error!r}")
 
@@ -485,15 +529,23 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, timeout_s: fl
     return records
 
 
-def check_acknowledged_records(records: list, acked: Iterable[int], ordered: bool = True) -> list[int]:
-    """Assert: offsets dense from 0, every acknowledged number present and (``ordered``) first seen in
-    send order. Returns the numbers read."""
+def check_acknowledged_records(records: list, acked: Iterable[int], ordered: bool = True,
+                               stored_at: Mapping[int, tuple[int, int]] | None = None) -> list[int]:
+    """Assert on one partition's records: offsets dense from 0, every acknowledged number present,
+    (``ordered``) first seen in send order, and (``stored_at``) at the offset its acknowledgement gave.
+    Returns the numbers read."""
     offsets = [record.offset for record in records]
     assert offsets == list(range(len(records))), "offsets are dense from 0: no gaps"
-    numbers = [int(record.value) for record in records]
+    values = [record.value for record in records]
+    numbers = [int(value) for value in values if value.isdigit()]  # other values: a test's probes
     acked = list(acked)
     lost = sorted(set(acked) - set(numbers))
     assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:10]} (read {len(numbers)})"
+    for number in acked if stored_at is not None else ():
+        _, offset = stored_at[number]
+        assert offset < len(values) and values[offset] == b"%d" % number, (
+            f"record {number} was acknowledged at offset {offset}, which holds "
+            f"{values[offset] if offset < len(values) else 'nothing'!r}")
     if ordered:
         first_seen: dict[int, int] = {}
         for position, number in enumerate(numbers):

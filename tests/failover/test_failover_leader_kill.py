@@ -30,9 +30,7 @@ def test_failover_kill_9_leader_under_load(cluster: ClusterProcesses):
     with cluster.admin() as admin:
         admin.create_topic(topic, partitions=1, replication_factor=3, config=TOPIC_CONFIG)
     before = cluster.wait_full_isr(topic)[0]
-    writer = AckedWriter(cluster.bootstrap, topic, max_in_flight_requests_per_connection=1, retry_backoff_ms=50)
-    writer.start()
-    try:
+    with AckedWriter(cluster.bootstrap, topic, max_in_flight_requests_per_connection=1, retry_backoff_ms=50) as writer:
         writer.wait_acked(2_000, 60)
         leader = cluster.leader_of(topic)
         cluster.kill(leader, signal.SIGKILL)
@@ -43,12 +41,11 @@ def test_failover_kill_9_leader_under_load(cluster: ClusterProcesses):
         cluster.start(leader)
         cluster.wait_in_isr(topic, leader, timeout_s=60)
         writer.wait_more_acked(1_000, 60, "writes to go on once the killed broker is back in the ISR")
-    finally:
         writer.stop()
     assert not writer.failed, f"{len(writer.failed)} writes failed, first: {writer.failed[:3]}"
 
     records = read_partition(cluster.bootstrap, topic)
-    numbers = check_acknowledged_records(records, writer.acked)
+    numbers = check_acknowledged_records(records, writer.acked, stored_at=writer.stored_at)
     assert len(numbers) >= len(writer.acked)
 
     high_watermark = cluster.partition(topic).high_watermark

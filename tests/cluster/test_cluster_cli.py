@@ -6,9 +6,11 @@ CLI does with answers and failures, not the client itself.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -16,9 +18,14 @@ import pytest
 from click.testing import CliRunner
 
 import rill.client
-from rill.client.errors import NotEnoughReplicasError, UnknownTopicError
+from rill.client import protocol
+from rill.client.errors import NotControllerError, NotEnoughReplicasError, UnknownTopicError
 from rill.client.types import Record
+from rill.cluster import cli, launcher, probe, tables
 from rill.cluster.cli import main
+from rill.cluster.launcher import NodeStatus, ProcessState
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def invoke(*args: str, input: bytes | None = None):
@@ -215,3 +222,106 @@ def test_consume_stops_when_idle_and_starts_at_the_end_by_default(fake_consumer:
     assert result.stdout.splitlines() == ["0:0\tnull\ta", "0:1\tnull\té", "0:2\tnull\t\ufffd", "0:3\tnull\tnull"]
     assert fake_consumer.settings["auto_offset_reset"] == "latest"
     assert "consumed 4 record(s)" in result.stderr
+
+
+def test_the_default_cluster_is_three_nodes_and_clients_bootstrap_from_all() -> None:
+    assert cli.DEFAULT_NODE_COUNT == 3
+    assert cli.DEFAULT_BOOTSTRAP == "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    assert "else 3]" in invoke("cluster", "up", "--help").stdout
+
+
+def report(node_id: int, controller_id: int, role: str = "follower", led: int = 0,
+           under_replicated: int = 0) -> protocol.NodeStatusResponse:
+    return protocol.NodeStatusResponse(node_id, role, controller_id, controller_id, False, 4, led, under_replicated)
+
+
+def node(node_id: int, report: protocol.NodeStatusResponse | None, state: ProcessState = ProcessState.RUNNING,
+         answers: bool | None = True) -> NodeStatus:
+    return NodeStatus(node_id, 100 + node_id, state, answers, 9091 + node_id, Path(f"/data/{node_id}"), report)
+
+
+def test_status_shows_each_nodes_report_and_names_the_controller(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "cluster.toml").write_text("node_count = 3\nbase_port = 9092\n")
+    statuses = [node(1, report(1, 2, led=2, under_replicated=1)), node(2, report(2, 2, "leader", led=1)),
+                node(3, None, ProcessState.GONE, None)]
+    monkeypatch.setattr(launcher, "node_statuses", lambda layout: statuses)
+    result = invoke("cluster", "status", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    headers = next([cell.strip() for cell in line.split("┃")[1:-1]] for line in lines if "┃" in line)
+    assert headers == ["node", "pid", "process", "alive", "answers", "port", "raft role", "controller", "fenced",
+                       "partitions led", "under-replicated", "data dir"]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+    assert rows == [
+        ["1", "101", "running", "yes", "yes", "9092", "follower", "no", "no", "2", "1", "/data/1"],
+        ["2", "102", "running", "yes", "yes", "9093", "leader", "yes", "no", "1", "0", "/data/2"],
+        ["3", "103", "not running", "no", "-", "9094", "-", "-", "-", "-", "-", "/data/3"],
+    ]
+    assert "controller: node 2" in lines
+    assert lines[-1] == "bootstrap: 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+
+
+def test_controller_line_when_nodes_disagree_or_none_answers() -> None:
+    assert tables.controller_line([node(1, None, answers=False)]) == "controller: unknown (no node answers)"
+    assert tables.controller_line([node(1, report(1, -1, "candidate"))]).startswith("controller: none")
+    assert (tables.controller_line([node(1, report(1, 3)), node(2, report(2, 2, "leader"))])
+            == "controller: the nodes disagree (node 1 says 3, node 2 says 2)")
+
+
+def test_node_status_of_a_port_nobody_listens_on_is_none() -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    started = time.monotonic()
+    assert probe.node_status(f"127.0.0.1:{port}", timeout_ms=500) is None
+    assert not probe.node_answers(f"127.0.0.1:{port}", timeout_ms=500)
+    assert time.monotonic() - started < 5
+
+
+class FakeAdmin:
+    """Answers elect_leaders with a scripted count, or raises a scripted error."""
+
+    outcome: int | Exception = 0
+    bootstrap = ""
+
+    def __init__(self, bootstrap: str, **settings) -> None:
+        FakeAdmin.bootstrap = bootstrap
+
+    def __enter__(self) -> "FakeAdmin":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def elect_leaders(self) -> int:
+        if isinstance(FakeAdmin.outcome, Exception):
+            raise FakeAdmin.outcome
+        return FakeAdmin.outcome
+
+
+def test_rebalance_leaders_prints_how_many_partitions_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rill.client, "Admin", FakeAdmin, raising=False)
+    FakeAdmin.outcome = 4
+    result = invoke("cluster", "rebalance-leaders", "--bootstrap", "127.0.0.1:9093")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "moved leadership of 4 partition(s) to their preferred replica\n"
+    assert FakeAdmin.bootstrap == "127.0.0.1:9093"
+    FakeAdmin.outcome = NotControllerError("no controller")
+    assert_one_line_error(invoke("cluster", "rebalance-leaders"), 1, "NotControllerError: no controller")
+
+
+def make_dry_run(*args: str) -> str:
+    """What ``make -n`` would run, from the repo root."""
+    result = subprocess.run(["make", "-n", "-s", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_targets_default_to_three_nodes_and_name_one_node() -> None:
+    assert "rill cluster up --nodes 3 --base-port 9092 --data-dir ./data" in make_dry_run("cluster")
+    two_nodes = make_dry_run("cluster", "NODES=2", "BASE_PORT=20000")
+    assert "--bootstrap 127.0.0.1:20000,127.0.0.1:20001" in two_nodes
+    assert "rill cluster kill 2 --signal KILL --data-dir ./data" in make_dry_run("kill-node", "N=2")
+    assert "rill cluster start 2 --data-dir ./data" in make_dry_run("start-node", "N=2")

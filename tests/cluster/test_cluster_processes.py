@@ -7,6 +7,7 @@ starts is stopped by its pid at teardown, whatever the test did.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from rill.cluster.layout import free_base_port
 
 RILL = str(Path(sys.executable).parent / "rill")
 COMMAND_TIMEOUT_SECONDS = 90
-STOP_TIMEOUT_SECONDS = 15
+# Teardown's grace after SIGTERM. Nodes of a cluster stopping together may wait out their
+# controlled-shutdown timeout (15 s) for a controller that is gone; a test's data is thrown away anyway.
+STOP_TIMEOUT_SECONDS = 3
 
 
 def rill(*args: str, input: str | None = None, timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
@@ -68,6 +71,7 @@ def stop_recorded_processes(data_dir: Path) -> None:
     if not wait_until(lambda: not any(map(is_alive, pids)), STOP_TIMEOUT_SECONDS):
         for pid in filter(is_alive, pids):
             os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not any(map(is_alive, pids)), STOP_TIMEOUT_SECONDS)
 
 
 def cells(line: str, separator: str) -> list[str]:
@@ -75,37 +79,46 @@ def cells(line: str, separator: str) -> list[str]:
 
 
 class LocalCluster:
-    """A cluster started with ``rill cluster up`` in a data dir of its own."""
+    """A cluster started with ``rill cluster up`` in a data dir of its own.
 
-    def __init__(self, data_dir: Path, node_count: int = 1) -> None:
+    ``node_count=None`` starts it without ``--nodes``: the default count, 3.
+    """
+
+    def __init__(self, data_dir: Path, node_count: int | None = 1) -> None:
         self.data_dir = data_dir
         self.node_count = node_count
-        self.base_port = free_base_port(node_count)
-        self.bootstrap = ",".join(f"127.0.0.1:{self.base_port + index}" for index in range(node_count))
+        self.base_port = free_base_port(node_count or 3)
+        self.bootstrap = ",".join(f"127.0.0.1:{self.base_port + index}" for index in range(node_count or 3))
 
     def up(self) -> subprocess.CompletedProcess:
-        return rill("cluster", "up", "--nodes", str(self.node_count), "--base-port", str(self.base_port),
-                    "--data-dir", str(self.data_dir))
+        nodes = [] if self.node_count is None else ["--nodes", str(self.node_count)]
+        return rill("cluster", "up", *nodes, "--base-port", str(self.base_port), "--data-dir", str(self.data_dir))
 
     def command(self, *args: str) -> subprocess.CompletedProcess:
         """A ``rill cluster`` subcommand on this cluster's data dir."""
         return rill("cluster", *args, "--data-dir", str(self.data_dir))
 
-    def status_row(self) -> dict[str, str]:
-        """Node 1's row of the ``rill cluster status`` table, by column header."""
+    def status(self) -> tuple[dict[int, dict[str, str]], str]:
+        """``rill cluster status``: each node's row by column header, keyed by node id; and the controller line."""
         status = self.command("status")
         assert status.returncode == 0, status.stderr
         lines = status.stdout.splitlines()
         headers = next(cells(line, "┃") for line in lines if "┃" in line)
-        return dict(zip(headers, next(cells(line, "│") for line in lines if f" {self.base_port} " in line)))
+        rows = [dict(zip(headers, cells(line, "│"))) for line in lines if line.startswith("│")]
+        controller = next(line for line in lines if line.startswith("controller: "))
+        return {int(row["node"]): row for row in rows}, controller
+
+    def status_row(self, node_id: int = 1) -> dict[str, str]:
+        """One node's row of the ``rill cluster status`` table, by column header."""
+        return self.status()[0][node_id]
 
     def client(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """A client command (topic, produce, consume) against this cluster."""
         return rill(*args, "--bootstrap", self.bootstrap, input=input)
 
 
-def start_cluster(data_dir: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(data_dir)
+def start_cluster(data_dir: Path, node_count: int | None = 1) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(data_dir, node_count)
     try:
         started = cluster.up()
         assert started.returncode == 0, started.stderr
@@ -123,8 +136,14 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A running cluster for one test that stops or restarts nodes."""
+    """A running one-node cluster for one test that stops or restarts nodes."""
     yield from start_cluster(tmp_path / "data")
+
+
+@pytest.fixture
+def three_nodes(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A running cluster of the default size (three nodes, started without --nodes) for one test."""
+    yield from start_cluster(tmp_path / "data", node_count=None)
 
 
 def unique_topic(prefix: str) -> str:
@@ -249,3 +268,81 @@ def test_up_fails_with_the_log_when_a_node_cannot_start(tmp_path: Path) -> None:
     assert "last lines of" in started.stderr and "node-1.log" in started.stderr
     assert "another-cluster" in started.stderr
     assert not any(map(is_alive, recorded_pids(cluster.data_dir)))
+
+
+def partition_rows(cluster: LocalCluster, topic: str) -> list[dict[str, str]]:
+    """The partition table of ``rill topic describe``, one dict per partition by column header."""
+    described = cluster.client("topic", "describe", topic)
+    assert described.returncode == 0, described.stderr
+    lines = described.stdout.splitlines()
+    headers = next(cells(line, "┃") for line in lines if "┃" in line and "partition" in line)
+    rows = [dict(zip(headers, cells(line, "│"))) for line in lines if line.startswith("│")]
+    return [row for row in rows if row.keys() >= {"leader", "replicas", "isr"}]
+
+
+def test_three_nodes_status_kill_start_and_rebalance(three_nodes: LocalCluster) -> None:
+    cluster = three_nodes
+    rows, controller_line = cluster.status()
+    assert sorted(rows) == [1, 2, 3]
+    assert all((row["alive"], row["answers"], row["fenced"]) == ("yes", "yes", "no") for row in rows.values())
+    assert [row["port"] for row in rows.values()] == [str(cluster.base_port + index) for index in range(3)]
+    assert sorted(row["raft role"] for row in rows.values()) == ["follower", "follower", "leader"]
+    [controller] = [node_id for node_id, row in rows.items() if row["controller"] == "yes"]
+    assert rows[controller]["raft role"] == "leader"
+    assert controller_line == f"controller: node {controller}"
+
+    name = unique_topic("replicated")
+    create_topic(cluster, name, "--partitions", "3", "--replication-factor", "3")
+    produced = cluster.client("produce", name, input="".join(f"event {index}\n" for index in range(30)))
+    assert "acknowledged 30 of 30" in produced.stdout, produced.stderr
+    partitions = partition_rows(cluster, name)
+    assert len(partitions) == 3
+    assert all(len(row["isr"].split(",")) == 3 and row["high watermark"].isdigit() for row in partitions)
+    assert sum(int(row["high watermark"]) for row in partitions) == 30
+    assert sum(int(row["partitions led"]) for row in cluster.status()[0].values()) >= 3
+
+    killed = cluster.command("kill", "2")
+    assert killed.returncode == 0, killed.stderr
+
+    def others_see_node_2_gone() -> bool:
+        rows, line = cluster.status()
+        return (rows[2]["alive"] == "no" and rows[2]["raft role"] == "-"
+                and all(rows[node_id]["answers"] == "yes" for node_id in (1, 3))
+                and re.fullmatch(r"controller: node [13]", line) is not None
+                and sum(int(rows[node_id]["under-replicated"]) for node_id in (1, 3)) >= 3)
+
+    assert wait_until(others_see_node_2_gone, 30), cluster.command("status").stdout
+
+    started = cluster.command("start", "2")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("node 2: pid ")
+
+    def all_in_sync() -> bool:
+        rows = cluster.status()[0]
+        return all(row["answers"] == "yes" and row["under-replicated"] == "0" for row in rows.values())
+
+    assert wait_until(all_in_sync, 30), cluster.command("status").stdout
+    rebalanced = cluster.client("cluster", "rebalance-leaders")
+    assert rebalanced.returncode == 0, rebalanced.stderr
+    assert re.fullmatch(r"moved leadership of \d+ partition\(s\) to their preferred replica\n", rebalanced.stdout)
+    assert wait_until(lambda: all(row["leader"] == row["replicas"].split(",")[0]
+                                  for row in partition_rows(cluster, name)), 30)
+    consumed = cluster.client("consume", name, "--from-beginning", "--max-messages", "30", "--timeout-ms", "30000")
+    assert sorted(consumed.stdout.splitlines()) == sorted(f"event {index}" for index in range(30)), consumed.stderr
+
+
+def test_start_without_a_majority_does_not_wait_for_clients(three_nodes: LocalCluster) -> None:
+    cluster = three_nodes
+    for node_id in ("1", "2", "3"):
+        assert cluster.command("kill", node_id).returncode == 0
+    alone = cluster.command("start", "1", "--timeout", "20")
+    assert alone.returncode == 0, alone.stderr
+    assert "needs 2 of the 3 nodes running" in alone.stderr
+    node_1 = cluster.status_row(1)
+    assert (node_1["alive"], node_1["answers"]) == ("yes", "no")
+    assert cluster.status_row(2)["alive"] == "no"
+
+    rest = cluster.command("start", "2", "3")
+    assert rest.returncode == 0, rest.stderr
+    assert "needs" not in rest.stderr
+    assert wait_until(lambda: all(row["answers"] == "yes" for row in cluster.status()[0].values()), 30)

@@ -184,12 +184,15 @@ class MetadataState(SyncObjConsumer):
     def _change_partitions(self, change: Callable[[TopicState, PartitionState], PartitionState]) -> None:
         """Apply ``change`` to every partition; replace only the topics that changed."""
         topics = dict(self.topics)
+        changed = []
         for name, topic in self.topics.items():
             partitions = tuple(change(topic, state) for state in topic.partitions)
             if partitions != topic.partitions:
                 topics[name] = replace(topic, partitions=partitions)
-                self._on_change(f"topic:{name}")
-        self.topics = topics
+                changed.append(name)
+        self.topics = topics  # before the events: their handlers may read the state at once
+        for name in changed:
+            self._on_change(f"topic:{name}")
 
     # ---- partitions ------------------------------------------------------------------
 

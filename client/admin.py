@@ -23,7 +23,7 @@ from rill.client.errors import (
     error_for_code,
 )
 from rill.client.metadata import ClusterMetadata
-from rill.client.network import NetworkClient, parse_bootstrap
+from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, parse_bootstrap
 from rill.client.types import BrokerInfo, ClusterDescription, PartitionInfo, TopicDescription
 
 RETRY_BACKOFF_S = 0.1
@@ -110,7 +110,8 @@ class Admin:
             [protocol.TopicListOffsets(topic, [protocol.PartitionListOffsets(partition, timestamp)])]
         )
         try:
-            response = self._network.request(address, protocol.LIST_OFFSETS, request, self._timeout_ms)
+            response = self._network.request(address, protocol.LIST_OFFSETS, request, self._timeout_ms,
+                                             connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
         except RillError:
             return -1
         result = response.topics[0].partitions[0]

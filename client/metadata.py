@@ -12,10 +12,7 @@ import time
 
 from rill.client import protocol
 from rill.client.errors import BrokerNotAvailableError, RillError, UnknownTopicError, error_for_code
-from rill.client.network import NetworkClient
-
-
-REFRESH_CONNECT_TIMEOUT_MS = 250  # a broker slower than this to accept a connection is skipped
+from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient
 
 
 class ClusterMetadata:
@@ -60,7 +57,7 @@ class ClusterMetadata:
                 break
             try:
                 response = network.request(address, protocol.METADATA, protocol.MetadataRequest(topics),
-                                           min(remaining_ms, 5_000), connect_timeout_ms=REFRESH_CONNECT_TIMEOUT_MS)
+                                           min(remaining_ms, 5_000), connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
             except RillError as error:
                 last_error = error
                 continue

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Callback = Callable[[Any, RillError | None], None]
 MAX_RESPONSE_BYTES = 1 << 30
 CONNECT_TIMEOUT_MS = 1_000
+FAST_CONNECT_TIMEOUT_MS = 250  # for requests any of several brokers can answer: skip a slow one
 
 
 class _InFlight:

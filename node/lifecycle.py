@@ -24,6 +24,7 @@ from rill.node.metadata_state import MetadataState
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_MS = 2_000
+NO_CONTROLLER_GIVE_UP_S = 3.0
 
 
 class BrokerLifecycle:
@@ -82,15 +83,21 @@ class BrokerLifecycle:
         log.info("registered with controller %d (incarnation %d)", controller, self.incarnation)
 
     async def controlled_shutdown(self, timeout_s: float) -> bool:
-        """Ask the controller to move this broker's leaderships away; True once it leads nothing."""
+        """Ask the controller to move this broker's leaderships away; True once it leads nothing.
+
+        Gives up early when no controller has answered for NO_CONTROLLER_GIVE_UP_S: when the
+        whole cluster stops together there is nobody left to take over.
+        """
         deadline = time.monotonic() + timeout_s
+        last_answer = time.monotonic()
         request = protocol.ControlledShutdownRequest(self._config.node_id, self.incarnation)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and time.monotonic() - last_answer < NO_CONTROLLER_GIVE_UP_S:
             controller = self._controller_id()
             try:
                 if controller >= 0:
                     response = await self._client.request(controller, protocol.CONTROLLED_SHUTDOWN, request,
                                                           REQUEST_TIMEOUT_MS)
+                    last_answer = time.monotonic()
                     if not response.error_code and response.partitions_led == 0:
                         return True
             except RillError as error:

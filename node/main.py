@@ -88,20 +88,30 @@ class Node:
             partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
             self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners, raft_conf(config.node_data_dir),
                                  consumers=[self.state])
-            await self._wait_for_raft()
-            self.logs.load_existing(self._storage_config)
-            self._drop_logs_of_deleted_topics()
-            for name, topic in self.state.topics.items():
-                self.replicas.apply_topic(name, topic)
             self.controller = Controller(self._raft, self.state, config.cluster_id, config.topic_defaults,
                                          config.session_timeout_ms, 3 * config.heartbeat_interval_ms,
                                          config.auto_leader_rebalance)
             self.lifecycle = BrokerLifecycle(config, self.client, self.state, self.controller_id)
             handler = RequestHandler(self.state, self.controller, self.replicas, self.controller_id, self.status,
                                      self._serving_clients)
-            await self._serve(server, handler)
+            self._handle_signals()
+            serving = asyncio.ensure_future(server.serve(handler))  # node status answers from now on
+            try:
+                if await self._wait_for_raft():
+                    self._open_logs()
+                    await self._serve()
+            finally:
+                serving.cancel()
+                server.close()
         finally:
             self._shutdown(context)
+
+    def _open_logs(self) -> None:
+        """Recover every local log, drop deleted topics' logs, and take this broker's roles."""
+        self.logs.load_existing(self._storage_config)
+        self._drop_logs_of_deleted_topics()
+        for name, topic in self.state.topics.items():
+            self.replicas.apply_topic(name, topic)
 
     def _bind(self, context: zmq.asyncio.Context) -> NetworkServer:
         me = self.config.me
@@ -113,14 +123,18 @@ class Node:
         _check_port_free(me.host, me.raft_port, "Raft")
         return server
 
-    async def _wait_for_raft(self) -> None:
+    async def _wait_for_raft(self) -> bool:
+        """Until Raft has a leader and replayed its journal; False if the node is told to stop first."""
         deadline = time.monotonic() + RAFT_READY_TIMEOUT_S
         while not (self._raft.isReady() and self._raft._getLeader() is not None):
+            if self._stopping.is_set():
+                return False
             if time.monotonic() > deadline:
                 peers = ", ".join(f"{n.host}:{n.raft_port}" for n in self.config.nodes)
                 raise InvalidConfigError(f"Raft found no leader in {RAFT_READY_TIMEOUT_S:.0f} s: "
                                          f"are a majority of {peers} reachable?")
             await asyncio.sleep(0.02)
+        return True
 
     def _drop_logs_of_deleted_topics(self) -> None:
         """Remove local logs of topics the metadata no longer has (deleted while this node was down)."""
@@ -193,11 +207,13 @@ class Node:
 
     # ---- serving and stopping -------------------------------------------------------------
 
-    async def _serve(self, server: NetworkServer, handler: RequestHandler) -> None:
+    def _handle_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        serving = asyncio.ensure_future(server.serve(handler))
+
+    async def _serve(self) -> None:
+        """Heartbeat and do the periodic duties until told to stop; then move leaderships away."""
         heartbeats = asyncio.ensure_future(self.lifecycle.run())
         duties = [
             asyncio.ensure_future(_every(CONTROLLER_TICK_MS, self.controller.tick)),
@@ -213,9 +229,8 @@ class Node:
             moved = await self.lifecycle.controlled_shutdown(self.config.controlled_shutdown_timeout_ms / 1000)
             log.info("node %d: leaderships %s", self.config.node_id, "moved" if moved else "not all moved")
         finally:
-            for task in [serving, heartbeats, *duties]:
+            for task in [heartbeats, *duties]:
                 task.cancel()
-            server.close()
 
     def _shutdown(self, context: zmq.asyncio.Context) -> None:
         try:

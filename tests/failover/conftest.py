@@ -24,10 +24,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.sections.append(("broker output", processes.outputs()))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster_settings(**settings): node config keys for the cluster fixture")
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ClusterProcesses]:
-    """Three brokers on loopback, started and answering; every process is killed by pid afterwards."""
-    processes = ClusterProcesses(tmp_path / "cluster", 3, settings=CLUSTER_SETTINGS)
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ClusterProcesses]:
+    """Three brokers on loopback, started and answering; every process is killed by pid afterwards.
+
+    A test may set node config keys with ``@pytest.mark.cluster_settings(key=value)``.
+    """
+    marker = request.node.get_closest_marker("cluster_settings")
+    settings = {**CLUSTER_SETTINGS, **(marker.kwargs if marker else {})}
+    processes = ClusterProcesses(tmp_path / "cluster", 3, settings=settings)
     try:
         processes.start_all()
         yield processes

@@ -149,8 +149,18 @@ class Node:
     # ---- following the metadata --------------------------------------------------
 
     def controller_id(self) -> int:
+        """The node id of the Raft leader, or -1 while there is none we can reach.
+
+        pysyncobj keeps naming its last leader while it is connected to no peer
+        (it starts no election then), so an unreachable leader counts as none.
+        """
         leader = self._raft._getLeader() if self._raft else None
-        return self._raft_ids.get(str(leader), -1) if leader is not None else -1
+        if leader is None:
+            return -1
+        node_id = self._raft_ids.get(str(leader), -1)
+        if node_id != self.config.node_id and not self._raft.isNodeConnected(leader):
+            return -1
+        return node_id
 
     def _on_metadata_change(self, event: str) -> None:
         if event.startswith("topic:"):

@@ -487,6 +487,11 @@ class AckedWriter:
             self.sent += 1
             future.add_done_callback(lambda f, n=number: self._done(n, f))
 
+    def end_offset(self, partition: int | None = None) -> int:
+        """One past the highest offset acknowledged (in ``partition``; default: the writer's)."""
+        partition = self.partition if partition is None else partition
+        return 1 + max((offset for p, offset in self.stored_at.values() if p == partition), default=-1)
+
     def wait_acked(self, count: int, timeout_s: float, what: str = "") -> None:
         """Wait until at least ``count`` records in all are acknowledged."""
         try:
@@ -511,14 +516,89 @@ class AckedWriter:
             raise AssertionError(f"the writer failed: {self.error!r}")
 
 
-def read_partition(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 60.0) -> list:
-    """Every record of one partition from offset 0 up to its end offset (high watermark) at the start."""
+class TailingReader:
+    """A thread that consumes one partition from offset 0 while the test runs: ``seen`` is every
+    (offset, value) it was given, in order; ``error`` is what ended it early, if anything."""
+
+    def __init__(self, bootstrap: str, topic: str, partition: int = 0):
+        import threading
+
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partition = partition
+        self.seen: list[tuple[int, bytes]] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reader-{topic}", daemon=True)
+
+    def __enter__(self) -> "TailingReader":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        from rill.client import Consumer, TopicPartition
+
+        try:
+            with Consumer(self.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=100) as consumer:
+                consumer.assign([TopicPartition(self.topic, self.partition)])
+                while not self._stop.is_set():
+                    self.seen += [(record.offset, record.value) for record in consumer.poll(0.1)]
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.error = error
+
+    @property
+    def end_offset(self) -> int:
+        """One past the highest offset read."""
+        return self.seen[-1][0] + 1 if self.seen else 0
+
+    def read_up_to(self, end_offset: int, timeout_s: float = 60.0) -> None:
+        """Wait until it has read every offset below ``end_offset``."""
+        wait_until(lambda: self.error is not None or (self.seen and self.seen[-1][0] >= end_offset - 1), timeout_s,
+                   f"the tailing reader to reach offset {end_offset} (at {self.seen[-1][0] if self.seen else None})")
+        if self.error is not None:
+            raise AssertionError(f"the tailing reader failed: {self.error!r}")
+
+    def check_against(self, records: list) -> None:
+        """Assert it read each offset once, in order from 0, and only what the partition still holds
+        there: a consumer never sees a record that a failover later takes back."""
+        offsets = [offset for offset, _ in self.seen]
+        assert offsets == list(range(len(offsets))), "the tailing reader got each offset once, in order from 0"
+        final = {record.offset: record.value for record in records}
+        changed = [(offset, value, final.get(offset)) for offset, value in self.seen if final.get(offset) != value]
+        assert not changed, (f"{len(changed)} records a consumer saw are not in the log any more, e.g. "
+                             f"(offset, seen, now) {changed[:5]}")
+
+
+def read_partition(bootstrap: str, topic: str, partition: int = 0, timeout_s: float = 60.0,
+                   min_end_offset: int = 0) -> list:
+    """Every record of one partition from offset 0 up to its end offset (high watermark).
+
+    The end offset is taken once it is at least ``min_end_offset`` (say, past every record acknowledged
+    with acks=all): right after a leader change the new leader may report a lower one for a while.
+    """
     from rill.client import Consumer, TopicPartition
 
     tp = TopicPartition(topic, partition)
     with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=10_000) as consumer:
         consumer.assign([tp])
-        end = consumer.end_offsets([tp])[tp]
+        ends: list[int] = []
+
+        def end_reached() -> int | None:
+            try:
+                ends.append(consumer.end_offsets([tp])[tp])
+            except RillError:
+                return None
+            return ends[-1] if ends[-1] >= min_end_offset else None
+
+        try:
+            end = wait_until(end_reached, timeout_s / 2, f"the end offset of {topic}-{partition} to reach "
+                             f"{min_end_offset}", interval_s=0.1)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; it said {ends[-5:]}") from None
         records: list = []
         deadline = time.monotonic() + timeout_s
         while (not records or records[-1].offset < end - 1) and end > 0:

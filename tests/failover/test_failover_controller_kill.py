@@ -40,5 +40,5 @@ def test_failover_kill_9_controller_under_load(cluster: ClusterProcesses):
         writer.wait_more_acked(1_000, 60, "writes to go on after the old controller rejoined")
         writer.stop()
     assert not writer.failed, f"{len(writer.failed)} writes failed, first: {writer.failed[:3]}"
-    records = read_partition(cluster.bootstrap, topic)
+    records = read_partition(cluster.bootstrap, topic, min_end_offset=writer.end_offset())
     check_acknowledged_records(records, writer.acked, stored_at=writer.stored_at)

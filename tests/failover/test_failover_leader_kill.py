@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import signal
 
-from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, read_partition, replica_batches
+from brokers import (
+    AckedWriter,
+    ClusterProcesses,
+    TailingReader,
+    check_acknowledged_records,
+    read_partition,
+    replica_batches,
+)
 
 TOPIC_CONFIG = {"min.insync.replicas": 2}
 
@@ -35,7 +42,8 @@ def test_failover_kill_9_leader_under_load(cluster: ClusterProcesses):
     with cluster.admin() as admin:
         admin.create_topic(topic, partitions=1, replication_factor=3, config=TOPIC_CONFIG)
     before = cluster.wait_full_isr(topic)[0]
-    with AckedWriter(cluster.bootstrap, topic, max_in_flight_requests_per_connection=1, retry_backoff_ms=50) as writer:
+    with TailingReader(cluster.bootstrap, topic) as reader, AckedWriter(
+            cluster.bootstrap, topic, max_in_flight_requests_per_connection=1, retry_backoff_ms=50) as writer:
         writer.wait_acked(2_000, 60)
         leader = cluster.leader_of(topic)
         cluster.kill(leader, signal.SIGKILL)
@@ -47,11 +55,13 @@ def test_failover_kill_9_leader_under_load(cluster: ClusterProcesses):
         cluster.wait_in_isr(topic, leader, timeout_s=60)
         writer.wait_more_acked(1_000, 60, "writes to go on once the killed broker is back in the ISR")
         writer.stop()
+        records = read_partition(cluster.bootstrap, topic,
+                                 min_end_offset=max(writer.end_offset(), reader.end_offset))
+        reader.read_up_to(len(records))
     assert not writer.failed, f"{len(writer.failed)} writes failed, first: {writer.failed[:3]}"
-
-    records = read_partition(cluster.bootstrap, topic)
     numbers = check_acknowledged_records(records, writer.acked, stored_at=writer.stored_at)
     assert len(numbers) >= len(writer.acked)
+    reader.check_against(records)
 
     high_watermark = cluster.partition(topic).high_watermark
     assert high_watermark >= len(records)
@@ -70,7 +80,8 @@ def test_failover_divergent_leader_truncates_on_return(cluster: ClusterProcesses
     with cluster.admin() as admin:
         admin.create_topic(topic, partitions=1, replication_factor=3)
     cluster.wait_full_isr(topic)
-    with AckedWriter(cluster.bootstrap, topic, acks=1, retry_backoff_ms=50) as writer:
+    with TailingReader(cluster.bootstrap, topic) as reader, AckedWriter(
+            cluster.bootstrap, topic, acks=1, retry_backoff_ms=50) as writer:
         writer.wait_acked(1_000, 60)
         leader = cluster.leader_of(topic)
         followers = [node_id for node_id in cluster.node_ids if node_id != leader]
@@ -87,8 +98,10 @@ def test_failover_divergent_leader_truncates_on_return(cluster: ClusterProcesses
         cluster.wait_in_isr(topic, leader, timeout_s=60)
         writer.wait_more_acked(1_000, 60, "writes to go on once the old leader is back in the ISR")
         writer.stop()
-    records = read_partition(cluster.bootstrap, topic)
+        records = read_partition(cluster.bootstrap, topic, min_end_offset=reader.end_offset)
+        reader.read_up_to(len(records))
     assert [record.offset for record in records] == list(range(len(records))), "offsets are dense from 0"
+    reader.check_against(records)
     truncations = [line for line in cluster.output(leader).splitlines() if "truncating" in line]
     assert truncations, f"the old leader {leader} had a divergent tail to cut"
 

@@ -59,5 +59,5 @@ def test_failover_sigstop_leader_for_3_s(cluster: ClusterProcesses):
     registrations_after = len(re.findall("registered with controller", cluster.output(paused)))
     assert registrations_after > registrations_before, "the fenced broker registered again after SIGCONT"
 
-    records = read_partition(cluster.bootstrap, topic)
+    records = read_partition(cluster.bootstrap, topic, min_end_offset=writer.end_offset())
     check_acknowledged_records(records, writer.acked, stored_at=writer.stored_at)

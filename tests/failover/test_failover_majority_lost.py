@@ -74,7 +74,7 @@ def test_failover_two_of_three_down_then_one_back(cluster: ClusterProcesses):
             producer.send(topic, b"after one came back").result(timeout=60)
         writer.stop()
     assert not writer.failed, f"{len(writer.failed)} writes failed, first: {writer.failed[:3]}"
-    records = read_partition(cluster.bootstrap_of([leader, back]), topic)
+    records = read_partition(cluster.bootstrap_of([leader, back]), topic, min_end_offset=writer.end_offset())
     check_acknowledged_records(records, writer.acked, stored_at=writer.stored_at)
 
     cluster.start(still_down)

@@ -42,6 +42,6 @@ def test_failover_rolling_restart_under_load(cluster: ClusterProcesses):
     for number in writer.acked:
         acked_by_partition[writer.stored_at[number][0]].append(number)
     for partition in range(PARTITIONS):
-        records = read_partition(cluster.bootstrap, topic, partition)
+        records = read_partition(cluster.bootstrap, topic, partition, min_end_offset=writer.end_offset(partition))
         check_acknowledged_records(records, acked_by_partition[partition], ordered=False,
                                    stored_at=writer.stored_at)

@@ -9,9 +9,8 @@ import pytest
 
 from brokers import ClusterProcesses
 
-# A full stop (every node SIGTERMed) leaves the last node without a Raft majority, so its controlled
-# shutdown cannot commit and waits out this timeout (15 s by default); 3 s keeps those stops short.
-CLUSTER_SETTINGS = {"controlled_shutdown_timeout_ms": 3_000}
+# The brokers run with the default settings unless a test marks others (cluster_settings).
+CLUSTER_SETTINGS: dict[str, object] = {}
 
 
 @pytest.hookimpl(hookwrapper=True)

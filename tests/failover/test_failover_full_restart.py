@@ -45,20 +45,37 @@ def produce_keyed(cluster: ClusterProcesses, topic: str, count: int) -> None:
     assert not errors, f"{len(errors)} writes to {topic} failed: {errors[:3]}"
 
 
-def contents(cluster: ClusterProcesses, topic: str, partitions: int) -> dict[int, list[tuple]]:
+def contents(cluster: ClusterProcesses, topic: str, partitions: int,
+             ends: list[int] | None = None) -> dict[int, list[tuple]]:
+    """Every record of the topic, by partition; ``ends``: wait for those end offsets first."""
     return {partition: [(record.offset, record.key, record.value)
-                        for record in read_partition(cluster.bootstrap, topic, partition)]
+                        for record in read_partition(cluster.bootstrap, topic, partition,
+                                                     min_end_offset=ends[partition] if ends else 0)]
             for partition in range(partitions)}
 
 
-def assert_same_topics(before: dict[str, TopicDescription], after: dict[str, TopicDescription]) -> None:
-    for name, described in before.items():
-        again = after[name]
-        assert again.config == described.config, f"{name}: config changed across the restart"
-        assert [p.replicas for p in again.partitions] == [p.replicas for p in described.partitions], (
-            f"{name}: replica assignment changed across the restart")
-        assert [p.high_watermark for p in again.partitions] == [p.high_watermark for p in described.partitions], (
-            f"{name}: high watermarks changed across the restart")
+def shape(description: TopicDescription) -> tuple:
+    """What must survive a restart: the config, and per partition its replicas and high watermark."""
+    return description.config, [(p.replicas, p.high_watermark) for p in description.partitions]
+
+
+def assert_same_topics(cluster: ClusterProcesses, before: dict[str, TopicDescription]) -> dict[str, TopicDescription]:
+    """Wait until every topic is described as before the restart (a leader's high watermark may take a
+    moment after a leader change); fail with the difference if it never is."""
+    latest: dict[str, TopicDescription] = {}
+
+    def same() -> bool:
+        latest.update(cluster.try_(lambda: describe_all(cluster, before)) or {})
+        return len(latest) == len(before) and all(shape(latest[n]) == shape(before[n]) for n in before)
+
+    try:
+        wait_until(same, 30, "the topics to be described as before the restart", interval_s=0.2)
+    except AssertionError:
+        for name, described in before.items():
+            assert name in latest, f"{name}: not described after the restart"
+            assert shape(latest[name]) == shape(described), f"{name}: changed across the restart"
+        raise
+    return latest
 
 
 def restart_all(cluster: ClusterProcesses) -> None:
@@ -83,13 +100,13 @@ def test_failover_full_cluster_restart_keeps_topics_configs_and_data(cluster: Cl
         assert admin.list_topics() == sorted(TOPICS)
     for name, (partitions, _, config) in TOPICS.items():
         cluster.wait_full_isr(name, partitions, timeout_s=60)
-    after = describe_all(cluster, TOPICS)
-    assert_same_topics(before, after)
+    after = assert_same_topics(cluster, before)
     for name, (_, _, config) in TOPICS.items():
         for key, value in config.items():
             assert after[name].config[key] == str(value), f"{name}: {key} is {after[name].config[key]}"
     for name, (partitions, _, _) in TOPICS.items():
-        assert contents(cluster, name, partitions) == data_before[name], f"{name}: records changed"
+        ends = [p.high_watermark for p in before[name].partitions]
+        assert contents(cluster, name, partitions, ends) == data_before[name], f"{name}: records changed"
     produce_keyed(cluster, "orders", 100)  # and the cluster takes writes again
 
 
@@ -129,9 +146,9 @@ def test_failover_full_restart_after_raft_log_compaction(cluster: ClusterProcess
         assert admin.list_topics() == sorted(kept), "exactly the topics that were not deleted"
     for name, (partitions, _, _) in kept.items():
         cluster.wait_full_isr(name, partitions, timeout_s=60)
-    after = describe_all(cluster, kept)
-    assert_same_topics(before, after)
-    assert contents(cluster, "early-2", 3) == data_before
+    assert_same_topics(cluster, before)
+    ends = [p.high_watermark for p in before["early-2"].partitions]
+    assert contents(cluster, "early-2", 3, ends) == data_before
     with cluster.admin() as admin:  # and metadata changes go on
         admin.create_topic("after-restart", partitions=1, replication_factor=3)
         admin.delete_topic("late-0")

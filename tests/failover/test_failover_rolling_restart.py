@@ -16,7 +16,6 @@ from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, r
 PARTITIONS = 3
 
 
-@pytest.mark.cluster_settings(controlled_shutdown_timeout_ms=15_000)  # the default
 @pytest.mark.timeout(240)
 def test_failover_rolling_restart_under_load(cluster: ClusterProcesses):
     topic = "rolling"

@@ -151,6 +151,13 @@ class StaleBrokerEpochError(RillError):
     retriable = True
 
 
+class OffsetNotAvailableError(RillError):
+    """A new leader cannot answer for the log end yet (its high watermark is catching up); retry."""
+
+    code = 78
+    retriable = True
+
+
 class StorageError(RillError):
     """The broker could not read or write its log on disk."""
 

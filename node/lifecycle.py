@@ -69,7 +69,10 @@ class BrokerLifecycle:
             return
         request = protocol.BrokerHeartbeatRequest(self._config.node_id, self.incarnation)
         try:
-            await self._client.request(controller, protocol.BROKER_HEARTBEAT, request, REQUEST_TIMEOUT_MS)
+            # A heartbeat waits no longer than one interval: when the controller hangs, the next beat
+            # goes to whichever node Raft elects instead, well within a new controller's grace period.
+            await self._client.request(controller, protocol.BROKER_HEARTBEAT, request,
+                                       self._config.heartbeat_interval_ms)
         except StaleBrokerEpochError:
             await self._register(controller)
 

@@ -197,6 +197,7 @@ class Node:
             wanted = partition.wanted_isr(lag_s)
             if wanted is not None and key not in self._isr_in_flight:
                 self._isr_in_flight.add(key)
+                partition.propose_isr(wanted)
                 asyncio.ensure_future(self._alter_isr(key, partition, wanted))
 
     async def _alter_isr(self, key: tuple[str, int], partition: Partition, isr: tuple[int, ...]) -> None:
@@ -208,10 +209,12 @@ class Node:
                                                ALTER_ISR_TIMEOUT_MS)
             if result.error_code:
                 log.debug("%s: ISR change to %s refused: %s", partition.name, isr, result.error_message)
+                _forget_proposal(partition, isr)
             else:
                 log.info("%s: ISR %s -> %s", partition.name, state.isr, isr)
         except RillError as error:
             log.info("%s: ISR change to %s failed: %s", partition.name, isr, error)
+            _forget_proposal(partition, isr)
         finally:
             self._isr_in_flight.discard(key)
 
@@ -252,6 +255,11 @@ class Node:
                 self._raft.destroy()
             context.destroy(linger=0)
             log.info("node %d stopped", self.config.node_id)
+
+
+def _forget_proposal(partition: Partition, isr: tuple[int, ...]) -> None:
+    if partition.proposed_isr == isr:
+        partition.propose_isr(None)
 
 
 def _check_port_free(host: str, port: int, what: str) -> None:

@@ -58,6 +58,8 @@ class Partition:
         self.min_insync_replicas = min_insync_replicas
         self.followers: dict[int, FollowerProgress] = {}
         self.high_watermark = 0
+        self.proposed_isr: tuple[int, ...] | None = None  # an ISR change sent to the controller, not yet back
+        self.epoch_start_offset = 0  # the log end when this broker started leading at this epoch
         if self.is_leader:
             self._start_leading()
 
@@ -96,6 +98,7 @@ class Partition:
         previous = self.state
         self.state = state
         self.min_insync_replicas = min_insync_replicas
+        self.proposed_isr = None
         if state.leader_epoch != previous.leader_epoch or state.leader != previous.leader:
             if self.is_leader:
                 self._start_leading()
@@ -114,7 +117,14 @@ class Partition:
             for replica in self.state.replicas if replica != self.node_id
         }
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        self.epoch_start_offset = self.log.log_end_offset
         self.advance_high_watermark()
+
+    @property
+    def high_watermark_known(self) -> bool:
+        """Whether the high watermark has caught up with this leader's epoch start. Before that it may
+        be lower than what the previous leader already reported (Kafka's KAFKA-2334)."""
+        return self.high_watermark >= self.epoch_start_offset
 
     # ---- leader side -----------------------------------------------------------------------
 
@@ -163,7 +173,7 @@ class Partition:
         if not self.is_leader:
             return False
         ends = [self.log.log_end_offset]
-        for replica in self.state.isr:
+        for replica in self.maximal_isr:
             if replica != self.node_id:
                 progress = self.followers.get(replica)
                 ends.append(progress.log_end_offset if progress else UNKNOWN_OFFSET)
@@ -172,6 +182,19 @@ class Partition:
             return False
         self.high_watermark = candidate
         return True
+
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        """The ISR with a proposed change's additions, for the high watermark (Kafka's KIP-497): a
+        replica about to join must already hold everything below the high watermark, and one about to
+        leave still counts until the controller agrees."""
+        if self.proposed_isr is None:
+            return self.state.isr
+        return tuple(sorted(set(self.state.isr) | set(self.proposed_isr)))
+
+    def propose_isr(self, isr: tuple[int, ...] | None) -> None:
+        """Note (or, with None, forget after a refusal) an ISR change sent to the controller."""
+        self.proposed_isr = isr
 
     def wanted_isr(self, lag_max_s: float) -> tuple[int, ...] | None:
         """The ISR this leader should ask for: lagging members out, caught-up replicas in; None if no change."""

@@ -24,6 +24,7 @@ from rill.client import protocol
 from rill.client.errors import (
     InvalidRequestError,
     NotLeaderError,
+    OffsetNotAvailableError,
     RequestTimeoutError,
     RillError,
     UnknownTopicError,
@@ -275,6 +276,8 @@ class ReplicaManager:
             partition = self._partition(topic, wanted.partition)
             partition.ensure_leader()
             if wanted.timestamp == protocol.LATEST_TIMESTAMP:
+                if not partition.high_watermark_known:
+                    raise OffsetNotAvailableError(f"{partition.name}: the new leader's high watermark is catching up")
                 return protocol.PartitionOffsetResponse(wanted.partition, 0, "", partition.high_watermark, -1)
             if wanted.timestamp == protocol.EARLIEST_TIMESTAMP:
                 return protocol.PartitionOffsetResponse(wanted.partition, 0, "", partition.log.log_start_offset, -1)

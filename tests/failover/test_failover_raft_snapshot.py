@@ -1,0 +1,117 @@
+"""A broker that catches up on the metadata through a Raft snapshot, not through the log entries.
+
+While a broker is paused, the others go on changing the metadata; after
+5,000 entries pysyncobj compacts its log into a dump, and a follower that is
+further behind gets the whole state at once (InstallSnapshot) instead of the
+commands. Whatever the state says then must hold on that broker too: a topic
+deleted meanwhile is gone, and a new topic of the same name starts empty,
+not with the old topic's records.
+
+The brokers run with session_timeout_ms = 30 s here, so that the paused
+broker stays registered (as in a pause shorter than the session timeout)
+and is placed as a replica of the re-created topic; 5,000 metadata changes
+take about 8 s on this machine.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import zmq
+
+from brokers import ClusterProcesses, read_partition, replica_batches, wait_until
+from rill.client import Producer, protocol
+from rill.client.batch import decode_batch
+from rill.client.network import NetworkClient
+
+COMPACTION_ENTRIES = 5_000  # pysyncobj's logCompactionMinEntries
+RECORDS_PER_BATCH = 100
+
+
+def produce_batches(bootstrap: str, topic: str, prefix: bytes, count: int, acks: int | str = "all") -> None:
+    """``count`` records in batches of RECORDS_PER_BATCH (a flush after each), so batches end at offset 100."""
+    with Producer(bootstrap, acks=acks) as producer:
+        futures = []
+        for number in range(count):
+            futures.append(producer.send(topic, b"%s-%d" % (prefix, number)))
+            if number % RECORDS_PER_BATCH == RECORDS_PER_BATCH - 1:
+                producer.flush(30)
+        producer.flush(30)
+    assert all(future.exception() is None for future in futures)
+
+
+class ControllerRequests:
+    """Topic changes sent straight to the controller (the Admin client would also ask the paused broker
+    for metadata, and wait for it)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self._context = zmq.Context()
+        self._network = NetworkClient(self._context, "failover-test")
+
+    def __enter__(self) -> "ControllerRequests":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._network.close()
+        self._context.term()
+
+    def _ask(self, api: protocol.Api, body) -> None:
+        result = self._network.request(self.address, api, body, 30_000)
+        assert result.error_code == 0, f"{api.name}: {result.error_message}"
+
+    def create(self, name: str, partitions: int = 1, replication_factor: int = 1) -> None:
+        self._ask(protocol.CREATE_TOPIC, protocol.CreateTopicRequest(name, partitions, replication_factor, {}, 30_000))
+
+    def delete(self, name: str) -> None:
+        self._ask(protocol.DELETE_TOPIC, protocol.DeleteTopicRequest(name, 30_000))
+
+
+def values_of(cluster: ClusterProcesses, node_id: int, topic: str) -> list[bytes]:
+    return [record.value for _, _, data in replica_batches(cluster[node_id].partition_dir(topic, 0))
+            for record in decode_batch(data, topic, 0, 0)]
+
+
+@pytest.mark.cluster_settings(session_timeout_ms=30_000)
+@pytest.mark.timeout(180)
+def test_failover_paused_broker_catches_up_through_a_raft_snapshot(cluster: ClusterProcesses):
+    topic = "reborn"
+    with cluster.admin() as admin:
+        admin.create_topic(topic, partitions=1, replication_factor=3)
+    state = cluster.wait_full_isr(topic)[0]
+    produce_batches(cluster.bootstrap, topic, b"old", 5 * RECORDS_PER_BATCH)
+    controller = cluster.controller_id()
+    paused = next(node_id for node_id in state.replicas if node_id not in (state.leader, controller))
+    running = [node_id for node_id in cluster.node_ids if node_id != paused]
+
+    cluster.kill(paused, signal.SIGSTOP)
+    try:
+        with ControllerRequests(cluster[controller].bootstrap) as requests:
+            requests.delete(topic)
+            for number in range(COMPACTION_ENTRIES // 2 + 50):
+                requests.create(f"churn-{number}")
+                requests.delete(f"churn-{number}")
+            requests.create(topic, replication_factor=3)
+        for node_id in running:
+            wait_until(lambda: (cluster[node_id].storage_dir / "raft.dump").exists(), 30,
+                       f"broker {node_id} to compact its Raft log into the dump")
+        assert paused in cluster.partition(topic, node_ids=running).replicas, "the paused broker is a replica"
+        produce_batches(cluster.bootstrap_of(running), topic, b"new", RECORDS_PER_BATCH, acks=1)
+    finally:
+        cluster.kill(paused, signal.SIGCONT)
+
+    wait_until(lambda: (cluster[paused].storage_dir / "raft.dump").exists(), 30,
+               f"broker {paused} to install the Raft snapshot")
+    info = cluster.wait_for_partition(topic, lambda p: sorted(p.isr) == [1, 2, 3] and p.high_watermark >= 100,
+                                      "every replica in sync", timeout_s=60)
+    records = read_partition(cluster.bootstrap, topic, min_end_offset=info.high_watermark)
+    assert [record.value for record in records] == [b"new-%d" % n for n in range(RECORDS_PER_BATCH)]
+
+    cluster.stop_all()
+    for node_id in cluster.node_ids:
+        values = values_of(cluster, node_id, topic)[:info.high_watermark]
+        old = [value for value in values if value.startswith(b"old")]
+        assert not old, (f"broker {node_id}'s replica of the re-created {topic!r} holds {len(old)} records of the "
+                         f"deleted one below the high watermark {info.high_watermark}, e.g. {old[:3]}")
+        assert values == [record.value for record in records], f"broker {node_id}'s replica differs"

@@ -1,16 +1,16 @@
-"""A broker that catches up on the metadata through a Raft snapshot, not through the log entries.
+"""A topic deleted and created again under the same name while one of its replicas is away.
 
-While a broker is paused, the others go on changing the metadata; after
-5,000 entries pysyncobj compacts its log into a dump, and a follower that is
-further behind gets the whole state at once (InstallSnapshot) instead of the
-commands. Whatever the state says then must hold on that broker too: a topic
-deleted meanwhile is gone, and a new topic of the same name starts empty,
-not with the old topic's records.
+The broker that was away must end with the new topic's records only: the
+old topic's log is gone with the old topic, even though the new one has the
+same name, the same partition numbers and (again) leader epoch 0. Two ways
+back: a restart after kill -9 (it replays its Raft journal, then the
+leader's entries), and a pause during which the others write more than
+5,000 metadata entries, so that it catches up through a Raft snapshot
+(pysyncobj's InstallSnapshot) instead of the commands.
 
-The brokers run with session_timeout_ms = 30 s here, so that the paused
-broker stays registered (as in a pause shorter than the session timeout)
-and is placed as a replica of the re-created topic; 5,000 metadata changes
-take about 8 s on this machine.
+The brokers run with session_timeout_ms = 30 s here, so that the broker
+that is away stays registered and is placed as a replica of the re-created
+topic (as when it comes back within the session timeout).
 """
 
 from __future__ import annotations
@@ -73,10 +73,48 @@ def values_of(cluster: ClusterProcesses, node_id: int, topic: str) -> list[bytes
             for record in decode_batch(data, topic, 0, 0)]
 
 
+def assert_only_new_records(cluster: ClusterProcesses, topic: str, high_watermark: int, records: list) -> None:
+    """On every (stopped) broker, the re-created topic's replica holds the new records below the high
+    watermark, none of the deleted topic's."""
+    for node_id in cluster.node_ids:
+        values = values_of(cluster, node_id, topic)[:high_watermark]
+        old = [value for value in values if value.startswith(b"old")]
+        assert not old, (f"broker {node_id}'s replica of the re-created {topic!r} holds {len(old)} records of the "
+                         f"deleted one below the high watermark {high_watermark}, e.g. {old[:3]}")
+        assert values == [record.value for record in records], f"broker {node_id}'s replica differs"
+
+
+@pytest.mark.cluster_settings(session_timeout_ms=30_000)
+def test_failover_restarted_broker_drops_the_deleted_topic_of_the_same_name(cluster: ClusterProcesses):
+    topic = "reborn-after-restart"
+    with cluster.admin() as admin:
+        admin.create_topic(topic, partitions=1, replication_factor=3)
+    state = cluster.wait_full_isr(topic)[0]
+    produce_batches(cluster.bootstrap, topic, b"old", 5 * RECORDS_PER_BATCH)
+    controller = cluster.controller_id()
+    away = next(node_id for node_id in state.replicas if node_id not in (state.leader, controller))
+    running = [node_id for node_id in cluster.node_ids if node_id != away]
+
+    cluster.kill(away, signal.SIGKILL)
+    with cluster.admin(running) as admin:
+        admin.delete_topic(topic)
+        admin.create_topic(topic, partitions=1, replication_factor=3)
+        assert away in admin.describe_topic(topic).partitions[0].replicas, "the killed broker is a replica"
+    produce_batches(cluster.bootstrap_of(running), topic, b"new", RECORDS_PER_BATCH, acks=1)
+    cluster.start(away)
+
+    info = cluster.wait_for_partition(topic, lambda p: sorted(p.isr) == [1, 2, 3] and p.high_watermark >= 100,
+                                      "every replica in sync", timeout_s=60)
+    records = read_partition(cluster.bootstrap, topic, min_end_offset=info.high_watermark)
+    assert [record.value for record in records] == [b"new-%d" % n for n in range(RECORDS_PER_BATCH)]
+    cluster.stop_all()
+    assert_only_new_records(cluster, topic, info.high_watermark, records)
+
+
 @pytest.mark.cluster_settings(session_timeout_ms=30_000)
 @pytest.mark.timeout(180)
 def test_failover_paused_broker_catches_up_through_a_raft_snapshot(cluster: ClusterProcesses):
-    topic = "reborn"
+    topic = "reborn-after-snapshot"
     with cluster.admin() as admin:
         admin.create_topic(topic, partitions=1, replication_factor=3)
     state = cluster.wait_full_isr(topic)[0]
@@ -109,9 +147,4 @@ def test_failover_paused_broker_catches_up_through_a_raft_snapshot(cluster: Clus
     assert [record.value for record in records] == [b"new-%d" % n for n in range(RECORDS_PER_BATCH)]
 
     cluster.stop_all()
-    for node_id in cluster.node_ids:
-        values = values_of(cluster, node_id, topic)[:info.high_watermark]
-        old = [value for value in values if value.startswith(b"old")]
-        assert not old, (f"broker {node_id}'s replica of the re-created {topic!r} holds {len(old)} records of the "
-                         f"deleted one below the high watermark {info.high_watermark}, e.g. {old[:3]}")
-        assert values == [record.value for record in records], f"broker {node_id}'s replica differs"
+    assert_only_new_records(cluster, topic, info.high_watermark, records)

@@ -176,6 +176,7 @@ class PartitionFetch(Struct):
 class TopicFetch(Struct):
     topic: str
     partitions: list[PartitionFetch]
+    topic_id: str = ""  # followers name the topic incarnation they replicate; "" skips the check
 
 
 class FetchRequest(Struct):
@@ -252,6 +253,7 @@ class PartitionEpochRequest(Struct):
 class TopicEpochRequest(Struct):
     topic: str
     partitions: list[PartitionEpochRequest]
+    topic_id: str = ""
 
 
 class OffsetsForLeaderEpochRequest(Struct):

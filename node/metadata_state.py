@@ -135,6 +135,15 @@ class MetadataState(SyncObjConsumer):
         self.brokers: dict[int, BrokerRegistration] = {}
         self.topics: dict[str, TopicState] = {}
 
+    def _deserialize(self, data: dict) -> None:
+        """A Raft snapshot replaced the state at once: announce every topic it changed."""
+        topics_before = self.topics
+        super()._deserialize(data)
+        for name in set(topics_before) | set(self.topics):
+            if topics_before.get(name) != self.topics.get(name):
+                self._on_change(f"topic:{name}")
+        self._on_change("brokers")
+
     # ---- reading -------------------------------------------------------------------
 
     def live_brokers(self) -> set[int]:

@@ -109,6 +109,8 @@ class NetworkServer:
             self._reply(identity, protocol.encode_response(correlation_id, body))
 
     def _reply(self, identity: bytes, frame: bytes) -> None:
+        if self._socket.closed:
+            return  # a long poll that ended after shutdown began
         try:
             self._socket.send_multipart((identity, frame), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rill.client.errors import FencedLeaderEpochError, NotEnoughReplicasError, NotLeaderError
+from rill.client.errors import FencedLeaderEpochError, NotEnoughReplicasError, NotLeaderError, UnknownTopicError
 from rill.node.log.append_info import AppendInfo
 from rill.node.log.log import Log
 from rill.node.metadata_state import PartitionState
@@ -47,10 +47,11 @@ class FollowerProgress:
 class Partition:
     """A replica of (topic, index) on broker ``node_id``."""
 
-    def __init__(self, topic: str, index: int, node_id: int, log: Log, state: PartitionState,
+    def __init__(self, topic: str, topic_id: str, index: int, node_id: int, log: Log, state: PartitionState,
                  min_insync_replicas: int, follower_timeout_s: float):
         self.follower_timeout_s = follower_timeout_s
         self.topic = topic
+        self.topic_id = topic_id
         self.index = index
         self.node_id = node_id
         self.log = log
@@ -79,6 +80,11 @@ class Partition:
         """Raise NotLeaderError unless this broker leads the partition."""
         if not self.is_leader:
             raise NotLeaderError(f"broker {self.node_id} does not lead {self.name} (leader: {self.state.leader})")
+
+    def check_topic_id(self, topic_id: str) -> None:
+        """Refuse a replica's request for another topic of the same name (deleted and re-created)."""
+        if topic_id and topic_id != self.topic_id:
+            raise UnknownTopicError(f"{self.name} here is topic id {self.topic_id}, not {topic_id}")
 
     def check_epoch(self, leader_epoch: int) -> None:
         """Refuse a request made for another leader epoch (-1 skips the check)."""

@@ -83,11 +83,13 @@ class ReplicaFetcher:
         if not partitions:
             return
         by_topic: dict[str, list[protocol.PartitionEpochRequest]] = {}
+        topic_ids: dict[str, str] = {}
         for (topic, index), partition in partitions.items():
             epoch = partition.log.latest_epoch
             by_topic.setdefault(topic, []).append(protocol.PartitionEpochRequest(index, -1 if epoch is None else epoch))
+            topic_ids[topic] = partition.topic_id
         request = protocol.OffsetsForLeaderEpochRequest(
-            [protocol.TopicEpochRequest(topic, parts) for topic, parts in by_topic.items()])
+            [protocol.TopicEpochRequest(topic, parts, topic_ids[topic]) for topic, parts in by_topic.items()])
         response = await self._client.request(leader, protocol.OFFSETS_FOR_LEADER_EPOCH, request, REQUEST_TIMEOUT_MS)
         for topic in response.topics:
             for answer in topic.partitions:
@@ -120,11 +122,13 @@ class ReplicaFetcher:
             await asyncio.sleep(RETRY_BACKOFF_S)
             return
         by_topic: dict[str, list[protocol.PartitionFetch]] = {}
+        topic_ids: dict[str, str] = {}
         for (topic, index), partition in partitions.items():
             by_topic.setdefault(topic, []).append(protocol.PartitionFetch(
                 index, partition.log.log_end_offset, PARTITION_MAX_BYTES, partition.state.leader_epoch))
+            topic_ids[topic] = partition.topic_id
         request = protocol.FetchRequest(FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES,
-                                        [protocol.TopicFetch(t, parts) for t, parts in by_topic.items()],
+                                        [protocol.TopicFetch(t, parts, topic_ids[t]) for t, parts in by_topic.items()],
                                         replica_id=self._node_id)
         response = await self._client.request(leader, protocol.FETCH, request,
                                               REQUEST_TIMEOUT_MS + FETCH_MAX_WAIT_MS)

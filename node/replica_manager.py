@@ -29,6 +29,7 @@ from rill.client.errors import (
     RillError,
     UnknownTopicError,
 )
+from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
 from rill.node.metadata_state import PartitionState, TopicState
 from rill.node.partition import Partition
@@ -40,6 +41,7 @@ PartitionKey = tuple[str, int]
 VALID_ACKS = (0, 1, -1)
 MAX_WAIT_MS_LIMIT = 60_000
 RoleListener = Callable[[Partition, str], None]
+PARTITION_METADATA_FILE = "partition.metadata"  # the id of the topic a partition folder belongs to
 
 
 class _PendingAck:
@@ -78,19 +80,35 @@ class ReplicaManager:
                 self._wake((key,))
             self.log_manager.delete_topic(name)
             return
+        self._drop_if_another_topic(name, topic.topic_id)
         storage = log_config(topic.config)
         min_insync = SETTINGS["min.insync.replicas"].parse(topic.config["min.insync.replicas"])
         for index, state in enumerate(topic.partitions):
             if self.node_id in state.replicas:
-                self._apply_partition(name, index, state, storage, min_insync)
+                self._apply_partition(name, index, state, storage, min_insync, topic.topic_id)
 
-    def _apply_partition(self, name: str, index: int, state: PartitionState, storage, min_insync: int) -> None:
+    def _drop_if_another_topic(self, name: str, topic_id: str) -> None:
+        """Delete local logs of an older topic of the same name (deleted and re-created while this
+        broker was away): each partition folder records its topic's id (Kafka's partition.metadata)."""
+        stale = [index for topic, index in self.log_manager.partitions()
+                 if topic == name and _recorded_topic_id(self.log_manager.get(topic, index)) not in (None, topic_id)]
+        if not stale:
+            return
+        log.info("deleting the logs of an older topic named %s", name)
+        for key in [key for key in self.partitions if key[0] == name]:
+            self._on_role_change(self.partitions.pop(key), "deleted")
+            self._fail_pending(key, UnknownTopicError(f"topic {name!r} was re-created"))
+        self.log_manager.delete_topic(name)
+
+    def _apply_partition(self, name: str, index: int, state: PartitionState, storage, min_insync: int,
+                         topic_id: str) -> None:
         key = (name, index)
         partition = self.partitions.get(key)
         if partition is None:
             log_ = self.log_manager.get_or_create(name, index, storage)
-            partition = self.partitions[key] = Partition(name, index, self.node_id, log_, state, min_insync,
-                                                         self._follower_timeout_s)
+            _record_topic_id(log_, topic_id)
+            partition = self.partitions[key] = Partition(name, topic_id, index, self.node_id, log_, state,
+                                                         min_insync, self._follower_timeout_s)
             self._on_role_change(partition, "leader" if partition.is_leader else "follower")
             return
         role = partition.update_state(state, min_insync)
@@ -232,16 +250,18 @@ class ReplicaManager:
             results = []
             for wanted in topic_fetch.partitions:
                 limit = max(1, min(wanted.partition_max_bytes, budget - total)) if total < budget else 0
-                result = self._read_partition(topic_fetch.topic, wanted, limit, request.replica_id)
+                result = self._read_partition(topic_fetch.topic, topic_fetch.topic_id, wanted, limit,
+                                              request.replica_id)
                 total += len(result.records)
                 results.append(result)
             topics.append(protocol.TopicFetchResponse(topic_fetch.topic, results))
         return protocol.FetchResponse(topics), total
 
-    def _read_partition(self, topic: str, wanted: protocol.PartitionFetch, max_bytes: int,
+    def _read_partition(self, topic: str, topic_id: str, wanted: protocol.PartitionFetch, max_bytes: int,
                         replica_id: int) -> protocol.PartitionFetchResponse:
         try:
             partition = self._partition(topic, wanted.partition)
+            partition.check_topic_id(topic_id)
             if replica_id < 0:
                 records = partition.read_for_consumer(wanted.fetch_offset, max_bytes, wanted.current_leader_epoch)
             else:
@@ -299,6 +319,7 @@ class ReplicaManager:
             for wanted in topic_request.partitions:
                 try:
                     partition = self._partition(topic_request.topic, wanted.partition)
+                    partition.check_topic_id(topic_request.topic_id)
                     partition.ensure_leader()
                     epoch, end = partition.log.end_offset_for_epoch(wanted.leader_epoch)
                     results.append(protocol.PartitionEpochResponse(wanted.partition, 0, "", epoch, end))
@@ -311,6 +332,21 @@ class ReplicaManager:
 
     def leader_partitions(self) -> list[Partition]:
         return [partition for partition in self.partitions.values() if partition.is_leader]
+
+
+def _recorded_topic_id(log_: Log | None) -> str | None:
+    if log_ is None:
+        return None
+    try:
+        return (log_.directory / PARTITION_METADATA_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _record_topic_id(log_: Log, topic_id: str) -> None:
+    path = log_.directory / PARTITION_METADATA_FILE
+    if not path.exists():
+        path.write_text(topic_id + "\n")
 
 
 def _produce_response(results) -> protocol.ProduceResponse:

@@ -29,7 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ClusterProcesses]:
-    """Three brokers on loopback, started and answering; every process is killed by pid afterwards.
+    """Three brokers on loopback, started and answering; afterwards every process is stopped by pid
+    (SIGTERM and SIGCONT, SIGKILL if still running 10 s later).
 
     A test may set node config keys with ``@pytest.mark.cluster_settings(key=value)``.
     """
@@ -40,4 +41,4 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ClusterP
         processes.start_all()
         yield processes
     finally:
-        processes.kill_all()
+        processes.stop_all(timeout_s=10)

@@ -103,6 +103,7 @@ def test_failover_node_without_raft_peers_does_not_serve(lone_broker):
                 refusals.append(error)
         time.sleep(0.2)
     assert refusals and all(error.retriable for error in refusals), refusals
+    print(f"a node without a Raft majority answers clients with: {sorted({repr(e) for e in refusals})[:3]}")
     assert "serving on" not in broker.output()
     broker.send_signal(signal.SIGTERM)
     code = broker.wait_exit(EXIT_TIMEOUT_S)

@@ -70,7 +70,6 @@ def test_failover_kill_9_leader_under_load(cluster: ClusterProcesses):
     compare_replicas(cluster, topic, high_watermark)
 
 
-
 def test_failover_divergent_leader_truncates_on_return(cluster: ClusterProcesses):
     """A leader that took acks=1 records no follower has (its followers were SIGSTOPped meanwhile) is
     killed; a follower leads at a new epoch and takes other records at those offsets. On its return the

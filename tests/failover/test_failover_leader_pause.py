@@ -31,7 +31,6 @@ def test_failover_sigstop_leader_for_3_s(cluster: ClusterProcesses):
         registrations_before = len(re.findall("registered with controller", cluster.output(paused)))
 
         cluster.kill(paused, signal.SIGSTOP)
-        resumed = False
         try:
             stopped_at = time.monotonic()
             during = cluster.wait_for_partition(
@@ -43,8 +42,6 @@ def test_failover_sigstop_leader_for_3_s(cluster: ClusterProcesses):
             acked_during_pause = len(writer.acked)
         finally:
             cluster.kill(paused, signal.SIGCONT)
-            resumed = True
-        assert resumed
 
         # The old leader, asked itself, knows it no longer leads at its old epoch, and is back in sync.
         after = cluster.wait_for_partition(

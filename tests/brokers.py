@@ -4,23 +4,33 @@
 one-node cluster with ports of its own. ``ClusterProcesses`` runs N of them
 that share one node list, each with its own data dir and TOML under one
 folder, and finds controllers and partition leaders through the Admin API.
+For replication tests: ``AckedWriter`` (numbered records, noting what was
+acknowledged where), ``TailingReader`` (a consumer reading along),
+``read_partition``, ``check_acknowledged_records`` and ``replica_batches``
+(a stopped replica's batches, read with the storage ``Log`` class).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from rill.client import Admin
+from rill.client import Admin, Consumer, Producer, TopicPartition
+from rill.client.batch import read_header
 from rill.client.errors import RillError
 from rill.client.types import PartitionInfo
+from rill.node.log.config import LogConfig
+from rill.node.log.log import Log
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -398,7 +408,7 @@ class ClusterProcesses:
 
 
 class AckedWriter:
-    """A thread that sends numbered records (values b"0", b"1", ...) to one partition until stopped.
+    """A thread that sends numbered records (values b"0", b"1", ...) to a topic until stopped.
 
     Notes every acknowledged number in ``acked`` (in acknowledgement order)
     with where it was stored in ``stored_at`` (number -> (partition, offset)),
@@ -412,8 +422,6 @@ class AckedWriter:
 
     def __init__(self, bootstrap: str, topic: str, partition: int | None = 0, *, outstanding_max: int = 2_000,
                  records_per_s: float = 5_000, records_max: int = 10_000_000, **producer_settings):
-        import threading
-
         self.bootstrap = bootstrap
         self.topic = topic
         self.partition = partition
@@ -456,8 +464,6 @@ class AckedWriter:
             self.failed.append((number, error))
 
     def _run(self) -> None:
-        from rill.client import Producer
-
         try:
             producer = Producer(self.bootstrap, **self.settings)
         except BaseException as error:  # noqa: BLE001 - reported by stop()
@@ -521,8 +527,6 @@ class TailingReader:
     (offset, value) it was given, in order; ``error`` is what ended it early, if anything."""
 
     def __init__(self, bootstrap: str, topic: str, partition: int = 0):
-        import threading
-
         self.bootstrap = bootstrap
         self.topic = topic
         self.partition = partition
@@ -540,8 +544,6 @@ class TailingReader:
         self._thread.join(30)
 
     def _run(self) -> None:
-        from rill.client import Consumer, TopicPartition
-
         try:
             with Consumer(self.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=100) as consumer:
                 consumer.assign([TopicPartition(self.topic, self.partition)])
@@ -580,8 +582,6 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, timeout_s: fl
     The end offset is taken once it is at least ``min_end_offset`` (say, past every record acknowledged
     with acks=all): right after a leader change the new leader may report a lower one for a while.
     """
-    from rill.client import Consumer, TopicPartition
-
     tp = TopicPartition(topic, partition)
     with Consumer(bootstrap, auto_offset_reset="earliest", max_poll_records=10_000) as consumer:
         consumer.assign([tp])
@@ -641,13 +641,6 @@ def replica_batches(partition_dir: Path) -> list[tuple[int, int, bytes]]:
     Opens a copy of the directory with the storage ``Log`` class (opening
     may recover and rewrite files; the broker's own files stay as they were).
     """
-    import shutil
-    import tempfile
-
-    from rill.client.batch import read_header
-    from rill.node.log.config import LogConfig
-    from rill.node.log.log import Log
-
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / partition_dir.name
         shutil.copytree(partition_dir, copy)

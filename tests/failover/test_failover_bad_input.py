@@ -14,7 +14,6 @@ import zmq
 from brokers import BrokerProcess, ClusterProcesses, NodeAddress, wait_until
 from rill.client import Admin, Producer, protocol
 from rill.client.errors import (
-    BrokerNotAvailableError,
     FencedLeaderEpochError,
     InvalidReplicationFactorError,
     NotLeaderError,

@@ -38,12 +38,13 @@ class ReplicaFetcher:
         self._following: dict[int, dict[tuple[str, int], Partition]] = {}
         self._needs_truncation: set[tuple[str, int]] = set()
         self._tasks: dict[int, asyncio.Task] = {}
+        self._closed = False
 
     def follow(self, partition: Partition) -> None:
         """Fetch ``partition`` from its current leader, after checking for divergence."""
         self.unfollow(partition)
         leader = partition.state.leader
-        if leader < 0 or leader == self._node_id:
+        if leader < 0 or leader == self._node_id or self._closed:
             return
         key = (partition.topic, partition.index)
         self._following.setdefault(leader, {})[key] = partition
@@ -59,6 +60,8 @@ class ReplicaFetcher:
         self._needs_truncation.discard(key)
 
     def close(self) -> None:
+        """Stop fetching; metadata changes that arrive while the broker shuts down start nothing new."""
+        self._closed = True
         for task in self._tasks.values():
             task.cancel()
 

@@ -7,7 +7,6 @@ import threading
 
 from brokers import wait_until
 from rill.client import Admin, Consumer, Producer, TopicPartition
-from rill.client.errors import RillError
 
 RECORDS_MAX = 200_000
 

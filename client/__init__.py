@@ -13,4 +13,7 @@ from rill.client.types import (
     TopicPartition,
 )
 
-__all__ = ["Admin", "BrokerInfo", "ClusterDescription", "Consumer", "Producer", "PartitionInfo", "Record", "RecordMetadata", "TopicDescription", "TopicPartition"]
+__all__ = [
+    "Admin", "BrokerInfo", "ClusterDescription", "Consumer", "Producer", "PartitionInfo", "Record",
+    "RecordMetadata", "TopicDescription", "TopicPartition",
+]

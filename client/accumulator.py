@@ -119,7 +119,8 @@ class RecordAccumulator:
     """Open and ready batches per partition; shared by callers of send and the sender thread."""
 
     def __init__(self, batch_size: int, linger_ms: int, buffer_memory: int, max_block_ms: int,
-                 delivery_timeout_ms: int, wake_sender: Callable[[], None], on_batch_closed: Callable[[str, int], None]):
+                 delivery_timeout_ms: int, wake_sender: Callable[[], None],
+                 on_batch_closed: Callable[[str, int], None]):
         self._batch_size = batch_size
         self._linger_s = linger_ms / 1000
         self._buffer_memory = buffer_memory

@@ -17,7 +17,13 @@ import zmq
 
 from rill.client import batch as batch_format
 from rill.client.accumulator import RecordAccumulator, RecordFuture
-from rill.client.errors import InvalidConfigError, ProducerClosedError, RecordTooLargeError, RequestTimeoutError, UnknownTopicError
+from rill.client.errors import (
+    InvalidConfigError,
+    ProducerClosedError,
+    RecordTooLargeError,
+    RequestTimeoutError,
+    UnknownTopicError,
+)
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import parse_bootstrap
 from rill.client.partitioner import StickyPartitioner, partition_for_key

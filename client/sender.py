@@ -232,7 +232,8 @@ class Sender(threading.Thread):
         self._waiting = [batch for batch in self._waiting if batch.deadline > now]
         for batch in expired:
             self.accumulator.finished(
-                batch, -1, RequestTimeoutError(f"{batch.topic}-{batch.partition}: not delivered within delivery_timeout_ms")
+                batch, -1,
+                RequestTimeoutError(f"{batch.topic}-{batch.partition}: not delivered within delivery_timeout_ms"),
             )
 
     def _fail_all(self, error: RillError) -> None:

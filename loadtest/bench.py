@@ -253,7 +253,7 @@ def replicated_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str
             admin.create_topic(topic, partitions=settings.partitions, replication_factor=3,
                                config={"min.insync.replicas": 2})
             rate = bench_produce(layout.bootstrap, topic, settings, acks)
-            rows.append((f"produce, 3 brokers, RF=3", f"{settings.records:,}", f"acks={acks}, min.insync.replicas=2",
+            rows.append(("produce, 3 brokers, RF=3", f"{settings.records:,}", f"acks={acks}, min.insync.replicas=2",
                          f"{rate:,.0f} records/s ({rate * megabytes:,.1f} MB/s)"))
     if settings.failover_rounds:
         times = sorted(bench_failover(layout, settings.failover_rounds))

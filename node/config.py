@@ -91,7 +91,8 @@ class NodeConfig:
 def local_nodes(count: int, base_port: int, host: str = "127.0.0.1") -> tuple[NodeAddress, ...]:
     """The node list of a local cluster (ARCHITECTURE.md, "Ports")."""
     return tuple(
-        NodeAddress(i, host, base_port + i - 1, base_port + RAFT_PORT_OFFSET + i - 1, base_port + HTTP_PORT_OFFSET + i - 1)
+        NodeAddress(i, host, base_port + i - 1, base_port + RAFT_PORT_OFFSET + i - 1,
+                    base_port + HTTP_PORT_OFFSET + i - 1)
         for i in range(1, count + 1)
     )
 

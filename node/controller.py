@@ -209,7 +209,8 @@ class Controller:
         if name in self._state.topics:
             raise TopicAlreadyExistsError(f"topic {name!r} exists already")
         full_config = validate_topic_config(config, self._topic_defaults)
-        replica_lists = place_replicas(live, partitions, replication_factor, start=zlib.crc32(name.encode()) % len(live))
+        start = zlib.crc32(name.encode()) % len(live)
+        replica_lists = place_replicas(live, partitions, replication_factor, start)
         topic = TopicState(
             name=name,
             topic_id=uuid.uuid4().hex,

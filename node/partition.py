@@ -154,7 +154,8 @@ class Partition:
         self.check_epoch(leader_epoch)
         return self.log.read(fetch_offset, max_bytes, max_offset=self.high_watermark)
 
-    def read_for_follower(self, replica_id: int, fetch_offset: int, max_bytes: int, leader_epoch: int) -> tuple[bytes, bool]:
+    def read_for_follower(self, replica_id: int, fetch_offset: int, max_bytes: int,
+                          leader_epoch: int) -> tuple[bytes, bool]:
         """Batches up to the log end for a follower, noting its progress; (records, high watermark moved)."""
         self.ensure_leader()
         self.check_epoch(leader_epoch)
@@ -171,7 +172,8 @@ class Partition:
         deadline = time.monotonic() - self.follower_timeout_s
         return sum(
             1 for replica in self.state.isr
-            if replica == self.node_id or (replica in self.followers and self.followers[replica].last_fetch_s >= deadline)
+            if replica == self.node_id
+            or (replica in self.followers and self.followers[replica].last_fetch_s >= deadline)
         )
 
     def advance_high_watermark(self) -> bool:

@@ -31,7 +31,8 @@ RETRY_BACKOFF_S = 0.05
 class ReplicaFetcher:
     """Keeps this broker's follower replicas up to date with their leaders."""
 
-    def __init__(self, node_id: int, client: BrokerClient, on_high_watermark: Callable[[tuple[str, int], Partition], None]):
+    def __init__(self, node_id: int, client: BrokerClient,
+                 on_high_watermark: Callable[[tuple[str, int], Partition], None]):
         self._node_id = node_id
         self._client = client
         self._on_high_watermark = on_high_watermark

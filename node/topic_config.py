@@ -56,7 +56,8 @@ def _optional_positive(text: str) -> int | None:
 SETTINGS: dict[str, Setting] = {
     "cleanup.policy": Setting("delete", _cleanup_policy, "how old data goes: whole segments deleted by retention"),
     "retention.ms": Setting("604800000", _integer(-1), "delete segments older than this; -1 keeps forever"),
-    "retention.bytes": Setting("-1", _integer(-1), "delete oldest segments beyond this size per partition; -1: no limit"),
+    "retention.bytes": Setting("-1", _integer(-1),
+                               "delete oldest segments beyond this size per partition; -1: no limit"),
     "segment.bytes": Setting("1073741824", _integer(14), "roll a new segment at this size"),
     "segment.ms": Setting("604800000", _integer(1), "roll a new segment after this long"),
     "segment.index.bytes": Setting("10485760", _integer(8), "offset index size at which a segment rolls"),

@@ -180,7 +180,8 @@ def test_offset_out_of_range(shared_broker, topic_with_data, network):
         with pytest.raises(OffsetOutOfRangeError):
             for _ in range(50):
                 consumer.poll(0.1)
-    request = protocol.FetchRequest(0, 1, 1 << 20, [protocol.TopicFetch(topic, [protocol.PartitionFetch(0, -5, 1 << 20)])])
+    request = protocol.FetchRequest(
+        0, 1, 1 << 20, [protocol.TopicFetch(topic, [protocol.PartitionFetch(0, -5, 1 << 20)])])
     answer = network.request(shared_broker.bootstrap, protocol.FETCH, request, 10_000).topics[0].partitions[0]
     assert isinstance(error_for_code(answer.error_code), OffsetOutOfRangeError)
     assert_still_serving(shared_broker.bootstrap, topic, values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from array import array
+from bisect import bisect_left
 from itertools import islice
 from operator import lt
 from pathlib import Path
@@ -62,3 +63,45 @@ class EntryFile:
 def strictly_increasing(column: array) -> bool:
     """Whether each value of an index column is larger than the one before (an index invariant)."""
     return all(map(lt, column, islice(column, 1, None)))
+
+
+class SparseIndex:
+    """What the offset index and the time index share: a base offset, an EntryFile, and columns of
+    which ``_relative_offsets`` is sorted, truncated together. Subclasses name their columns."""
+
+    def __init__(self, path: Path, base_offset: int, entry_size_bytes: int, max_size_bytes: int,
+                 create_new: bool) -> None:
+        self.base_offset = base_offset
+        self.max_entries = max_size_bytes // entry_size_bytes
+        self._file = EntryFile(path, entry_size_bytes, create_new)
+        self._relative_offsets = array("i")
+
+    def _columns(self) -> tuple[array, ...]:
+        raise NotImplementedError
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    @property
+    def entry_count(self) -> int:
+        return len(self._relative_offsets)
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop every entry for ``offset`` and above."""
+        keep = bisect_left(self._relative_offsets, offset - self.base_offset)
+        for column in self._columns():
+            del column[keep:]
+        self._file.truncate_to_entries(keep)
+
+    def reset(self) -> None:
+        self.truncate_to(self.base_offset)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def delete(self) -> None:
+        self._file.delete()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from pathlib import Path
 from typing import NamedTuple
 
-from rill.node.log.entry_file import EntryFile, strictly_increasing
+from rill.node.log.entry_file import SparseIndex, strictly_increasing
 
 ENTRY = struct.Struct(">ii")  # relative offset, file position
 INT32_MAX = 2**31 - 1
@@ -23,7 +23,7 @@ class IndexEntry(NamedTuple):
     position: int
 
 
-class OffsetIndex:
+class OffsetIndex(SparseIndex):
     """Sparse index from offset to file position, for one segment.
 
     On disk, ``<base offset, 20 digits>.index``: 8-byte big-endian entries
@@ -41,19 +41,13 @@ class OffsetIndex:
     """
 
     def __init__(self, path: Path, base_offset: int, max_size_bytes: int, create_new: bool = False) -> None:
-        self.base_offset = base_offset
-        self.max_entries = max_size_bytes // ENTRY.size
-        self._file = EntryFile(path, ENTRY.size, create_new)
-        self._relative_offsets = array("i")
+        super().__init__(path, base_offset, ENTRY.size, max_size_bytes, create_new)
         self._positions = array("i")
 
-    @property
-    def path(self) -> Path:
-        return self._file.path
+    def _columns(self) -> tuple[array, ...]:
+        return self._relative_offsets, self._positions
 
-    @property
-    def entry_count(self) -> int:
-        return len(self._positions)
+
 
     def load(self, log_size_bytes: int) -> bool:
         """Read the entries from disk; False (and empty) when the file is missing or inconsistent."""
@@ -103,21 +97,7 @@ class OffsetIndex:
             return IndexEntry(self.base_offset, 0)
         return IndexEntry(self.base_offset + self._relative_offsets[-1], self._positions[-1])
 
-    def truncate_to(self, offset: int) -> None:
-        """Drop every entry for ``offset`` and above."""
-        keep = bisect_left(self._relative_offsets, offset - self.base_offset)
-        del self._relative_offsets[keep:]
-        del self._positions[keep:]
-        self._file.truncate_to_entries(keep)
 
-    def reset(self) -> None:
-        self.truncate_to(self.base_offset)
 
-    def flush(self) -> None:
-        self._file.flush()
 
-    def close(self) -> None:
-        self._file.close()
 
-    def delete(self) -> None:
-        self._file.delete()

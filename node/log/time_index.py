@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import struct
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from pathlib import Path
 from typing import NamedTuple
 
-from rill.node.log.entry_file import EntryFile, strictly_increasing
+from rill.node.log.entry_file import SparseIndex, strictly_increasing
 
 ENTRY = struct.Struct(">qi")  # timestamp ms, relative offset
 INT32_MAX = 2**31 - 1
@@ -21,7 +21,7 @@ class TimeEntry(NamedTuple):
     offset: int
 
 
-class TimeIndex:
+class TimeIndex(SparseIndex):
     """Sparse index from timestamp to offset, for one segment.
 
     On disk, ``<base offset, 20 digits>.timeindex``: 12-byte big-endian
@@ -39,19 +39,13 @@ class TimeIndex:
     """
 
     def __init__(self, path: Path, base_offset: int, max_size_bytes: int, create_new: bool = False) -> None:
-        self.base_offset = base_offset
-        self.max_entries = max_size_bytes // ENTRY.size
-        self._file = EntryFile(path, ENTRY.size, create_new)
+        super().__init__(path, base_offset, ENTRY.size, max_size_bytes, create_new)
         self._timestamps_ms = array("q")
-        self._relative_offsets = array("i")
 
-    @property
-    def path(self) -> Path:
-        return self._file.path
+    def _columns(self) -> tuple[array, ...]:
+        return self._timestamps_ms, self._relative_offsets
 
-    @property
-    def entry_count(self) -> int:
-        return len(self._timestamps_ms)
+
 
     def load(self) -> bool:
         """Read the entries from disk; False (and empty) when the file is missing or inconsistent."""
@@ -100,21 +94,7 @@ class TimeIndex:
             return None
         return TimeEntry(self._timestamps_ms[-1], self.base_offset + self._relative_offsets[-1])
 
-    def truncate_to(self, offset: int) -> None:
-        """Drop every entry for ``offset`` and above."""
-        keep = bisect_left(self._relative_offsets, offset - self.base_offset)
-        del self._timestamps_ms[keep:]
-        del self._relative_offsets[keep:]
-        self._file.truncate_to_entries(keep)
 
-    def reset(self) -> None:
-        self.truncate_to(self.base_offset)
 
-    def flush(self) -> None:
-        self._file.flush()
 
-    def close(self) -> None:
-        self._file.close()
 
-    def delete(self) -> None:
-        self._file.delete()

@@ -165,6 +165,75 @@ class StorageError(RillError):
     retriable = True
 
 
+class CoordinatorLoadInProgressError(RillError):
+    """The group coordinator is still loading the group's offsets; retry."""
+
+    code = 14
+    retriable = True
+
+
+class CoordinatorNotAvailableError(RillError):
+    """No coordinator for the group right now (its offsets partition has no leader, or is being created)."""
+
+    code = 15
+    retriable = True
+
+
+class NotCoordinatorError(RillError):
+    """This broker does not coordinate the group; find the coordinator again and retry."""
+
+    code = 16
+    retriable = True
+
+
+class InvalidGroupIdError(RillError):
+    """The group id is empty or too long."""
+
+    code = 24
+
+
+class UnknownMemberIdError(RillError):
+    """The coordinator does not know this member (expired, or the coordinator moved); it must join again."""
+
+    code = 25
+
+
+class GroupNotEmptyError(RillError):
+    """The group still has members; stop them (or wait for their sessions to expire) first."""
+
+    code = 68
+
+
+class GroupIdNotFoundError(RillError):
+    """No such group: it has no members and no committed offsets."""
+
+    code = 69
+
+
+class FencedMemberEpochError(RillError):
+    """The member's epoch is not the one the coordinator gave it; it must join again."""
+
+    code = 110
+
+
+class StaleMemberEpochError(RillError):
+    """A commit carried an older member epoch than the member's current one; nothing was committed."""
+
+    code = 113
+
+
+class PartitionNotOwnedError(RillError):
+    """A member committed an offset for a partition the group does not assign to it; nothing was committed."""
+
+    code = 1001
+
+
+class NoOffsetForPartitionError(RillError):
+    """No committed offset for a partition and ``auto_offset_reset`` is "error"."""
+
+    code = -4
+
+
 class ProducerClosedError(RillError):
     """The producer was closed before the record could be sent."""
 

@@ -346,6 +346,167 @@ class NodeStatusResponse(Struct):
     under_replicated: int
 
 
+# ---- consumer groups (KIP-848 style: the coordinator computes assignments) ---
+
+
+class FindCoordinatorRequest(Struct):
+    group_id: str
+
+
+class FindCoordinatorResponse(Struct):
+    error_code: int
+    error_message: str
+    node_id: int
+    host: str
+    port: int
+
+
+class TopicPartitions(Struct):
+    topic: str
+    partitions: list[int]
+
+
+def topic_partitions(partitions) -> list[TopicPartitions]:
+    """TopicPartition values grouped by topic, sorted, as the group requests carry them."""
+    topics: dict[str, list[int]] = {}
+    for tp in sorted(partitions):
+        topics.setdefault(tp.topic, []).append(tp.partition)
+    return [TopicPartitions(topic, indexes) for topic, indexes in topics.items()]
+
+
+class ConsumerGroupHeartbeatRequest(Struct):
+    """Join (member_epoch 0), heartbeat, or leave (member_epoch -1) a group.
+
+    ``owned`` is what the member holds now, so the coordinator learns what it
+    revoked and hands those partitions on (cooperative rebalancing).
+    """
+
+    group_id: str
+    member_id: str  # "" to join: the coordinator names the member
+    member_epoch: int
+    client_id: str
+    subscribed_topics: list[str]
+    subscribed_pattern: str  # a regex (full match) over topic names; "" for none
+    assignor: str
+    session_timeout_ms: int
+    owned: list[TopicPartitions]
+
+
+class ConsumerGroupHeartbeatResponse(Struct):
+    error_code: int
+    error_message: str
+    member_id: str
+    member_epoch: int
+    heartbeat_interval_ms: int
+    assignment: list[TopicPartitions]  # what the member may own now; the rest it must revoke
+
+
+class OffsetCommitPartition(Struct):
+    partition: int
+    offset: int
+    metadata: str
+
+
+class OffsetCommitTopic(Struct):
+    topic: str
+    partitions: list[OffsetCommitPartition]
+
+
+class OffsetCommitRequest(Struct):
+    """Commit positions. member_id "" and member_epoch -1 commit for a group with no members (admin reset)."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    topics: list[OffsetCommitTopic]
+
+
+class PartitionResult(Struct):
+    partition: int
+    error_code: int
+    error_message: str
+
+
+class TopicPartitionResults(Struct):
+    topic: str
+    partitions: list[PartitionResult]
+
+
+class OffsetCommitResponse(Struct):
+    error_code: int
+    error_message: str
+    topics: list[TopicPartitionResults]
+
+
+class OffsetFetchRequest(Struct):
+    group_id: str
+    topics: list[TopicPartitions] | None  # None: every partition the group has offsets for
+
+
+class CommittedOffset(Struct):
+    partition: int
+    offset: int  # -1: nothing committed
+    metadata: str
+
+
+class TopicCommittedOffsets(Struct):
+    topic: str
+    partitions: list[CommittedOffset]
+
+
+class OffsetFetchResponse(Struct):
+    error_code: int
+    error_message: str
+    topics: list[TopicCommittedOffsets]
+
+
+class ListGroupsRequest(Struct):
+    pass
+
+
+class GroupListing(Struct):
+    group_id: str
+    state: str
+    members: int
+
+
+class ListGroupsResponse(Struct):
+    groups: list[GroupListing]  # the groups this broker coordinates
+
+
+class DescribeGroupRequest(Struct):
+    group_id: str
+
+
+class MemberDescription(Struct):
+    member_id: str
+    client_id: str
+    member_epoch: int
+    subscribed_topics: list[str]
+    subscribed_pattern: str
+    assignment: list[TopicPartitions]
+
+
+class DescribeGroupResponse(Struct):
+    error_code: int
+    error_message: str
+    group_id: str
+    state: str  # "Empty", "Reconciling", "Stable"
+    group_epoch: int
+    assignor: str
+    members: list[MemberDescription]
+    offsets: list[TopicCommittedOffsets]
+
+
+class DeleteGroupRequest(Struct):
+    group_id: str
+
+
+class DeleteGroupResponse(Struct):
+    error_code: int
+    error_message: str
+
+
 # ---- the API table ---------------------------------------------------------
 
 
@@ -377,12 +538,21 @@ ALTER_ISR = Api(11, "alter_isr", AlterIsrRequest, BrokerResult)
 CONTROLLED_SHUTDOWN = Api(12, "controlled_shutdown", ControlledShutdownRequest, ControlledShutdownResponse)
 ELECT_LEADERS = Api(13, "elect_leaders", ElectLeadersRequest, ElectLeadersResponse)
 NODE_STATUS = Api(14, "node_status", NodeStatusRequest, NodeStatusResponse)
+FIND_COORDINATOR = Api(15, "find_coordinator", FindCoordinatorRequest, FindCoordinatorResponse)
+CONSUMER_GROUP_HEARTBEAT = Api(16, "consumer_group_heartbeat", ConsumerGroupHeartbeatRequest,
+                               ConsumerGroupHeartbeatResponse)
+OFFSET_COMMIT = Api(17, "offset_commit", OffsetCommitRequest, OffsetCommitResponse)
+OFFSET_FETCH = Api(18, "offset_fetch", OffsetFetchRequest, OffsetFetchResponse)
+LIST_GROUPS = Api(19, "list_groups", ListGroupsRequest, ListGroupsResponse)
+DESCRIBE_GROUP = Api(20, "describe_group", DescribeGroupRequest, DescribeGroupResponse)
+DELETE_GROUP = Api(21, "delete_group", DeleteGroupRequest, DeleteGroupResponse)
 
 APIS: dict[int, Api] = {
     api.key: api
     for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS,
                 OFFSETS_FOR_LEADER_EPOCH, BROKER_REGISTRATION, BROKER_HEARTBEAT, ALTER_ISR, CONTROLLED_SHUTDOWN,
-                ELECT_LEADERS, NODE_STATUS)
+                ELECT_LEADERS, NODE_STATUS, FIND_COORDINATOR, CONSUMER_GROUP_HEARTBEAT, OFFSET_COMMIT, OFFSET_FETCH,
+                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP)
 }
 
 _encoder = msgspec.msgpack.Encoder()

@@ -26,10 +26,11 @@ import zmq.asyncio
 from pysyncobj import SyncObj
 
 from rill.client import protocol
-from rill.client.errors import InvalidConfigError, RillError
+from rill.client.errors import InvalidConfigError, RillError, error_for_code
 from rill.node.broker_client import BrokerClient
 from rill.node.config import NodeConfig
 from rill.node.controller import Controller
+from rill.node.group_coordinator import GroupCoordinator
 from rill.node.lifecycle import BrokerLifecycle
 from rill.node.log.manager import LogManager
 from rill.node.metadata_state import MetadataState, raft_conf
@@ -46,6 +47,8 @@ RAFT_READY_TIMEOUT_S = 60.0
 CONTROLLER_TICK_MS = 100
 ISR_CHECK_MS = 250
 ALTER_ISR_TIMEOUT_MS = 3_000
+CREATE_TOPIC_TIMEOUT_MS = 5_000
+GROUP_EXPIRY_CHECK_MS = 100
 CLUSTER_ID_FILE = "cluster.id"
 
 
@@ -82,6 +85,7 @@ class Node:
         self.client = BrokerClient(context, config.node_id, {n.node_id: f"{n.host}:{n.port}" for n in config.nodes})
         self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms)
         self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
+        self.coordinator = GroupCoordinator(config.node_id, self.state, self.replicas, self._create_topic)
         try:
             server = self._bind(context)
             me = config.me
@@ -92,7 +96,8 @@ class Node:
                                          config.session_timeout_ms, 3 * config.heartbeat_interval_ms,
                                          config.auto_leader_rebalance)
             self.lifecycle = BrokerLifecycle(config, self.client, self.state, self.controller_id)
-            handler = RequestHandler(self.state, self.controller, self.replicas, self.controller_id, self.status,
+            handler = RequestHandler(self.state, self.controller, self.replicas, self.coordinator,
+                                     self.controller_id, self.status,
                                      self._serving_clients)
             self._handle_signals()
             serving = asyncio.ensure_future(server.serve(handler))  # node status answers from now on
@@ -166,12 +171,26 @@ class Node:
         if event.startswith("topic:"):
             name = event.removeprefix("topic:")
             self.replicas.apply_topic(name, self.state.topics.get(name))
+            self.coordinator.topics_changed()
 
     def _role_changed(self, partition: Partition, role: str) -> None:
         if role == "follower":
             self.fetcher.follow(partition)
         else:
             self.fetcher.unfollow(partition)
+        self.coordinator.partition_role_changed(partition, role)
+
+    async def _create_topic(self, name: str, partitions: int, replication_factor: int,
+                            config: dict[str, str]) -> None:
+        """Create a topic through the controller, wherever it runs (the coordinator's internal topic)."""
+        if self.controller.active:
+            await self.controller.create_topic(name, partitions, replication_factor, config)
+            return
+        request = protocol.CreateTopicRequest(name, partitions, replication_factor, config, CREATE_TOPIC_TIMEOUT_MS)
+        result = await self.client.request(self.controller_id(), protocol.CREATE_TOPIC, request,
+                                           CREATE_TOPIC_TIMEOUT_MS)
+        if result.error_code:
+            raise error_for_code(result.error_code, result.error_message)
 
     def _serving_clients(self) -> bool:
         """Clients are served once this broker first registered (it knows the metadata by then)."""
@@ -231,6 +250,7 @@ class Node:
         duties = [
             asyncio.ensure_future(_every(CONTROLLER_TICK_MS, self.controller.tick)),
             asyncio.ensure_future(_every(ISR_CHECK_MS, self._check_isrs)),
+            asyncio.ensure_future(_every(GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members)),
             asyncio.ensure_future(_every(self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup))),
             asyncio.ensure_future(_every(self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due))),
         ]

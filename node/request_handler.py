@@ -12,21 +12,24 @@ from typing import Callable
 from rill.client import protocol
 from rill.client.errors import BrokerNotAvailableError, RillError, UnknownTopicError
 from rill.node.controller import Controller
+from rill.node.group_coordinator import GroupCoordinator
 from rill.node.metadata_state import MetadataState
 from rill.node.replica_manager import ReplicaManager
 
 
 CLIENT_APIS = {api.key for api in (protocol.METADATA, protocol.CREATE_TOPIC, protocol.DELETE_TOPIC,
                                    protocol.DESCRIBE_CONFIGS, protocol.PRODUCE, protocol.LIST_OFFSETS,
-                                   protocol.ELECT_LEADERS)}
+                                   protocol.ELECT_LEADERS, protocol.FIND_COORDINATOR,
+                                   protocol.CONSUMER_GROUP_HEARTBEAT, protocol.OFFSET_COMMIT, protocol.OFFSET_FETCH,
+                                   protocol.LIST_GROUPS, protocol.DESCRIBE_GROUP, protocol.DELETE_GROUP)}
 
 
 class RequestHandler:
     """Dispatches decoded requests; called on the asyncio loop by the network server."""
 
     def __init__(self, state: MetadataState, controller: Controller, replicas: ReplicaManager,
-                 controller_id: Callable[[], int], status: Callable[[], protocol.NodeStatusResponse],
-                 serving_clients: Callable[[], bool]):
+                 coordinator: GroupCoordinator, controller_id: Callable[[], int],
+                 status: Callable[[], protocol.NodeStatusResponse], serving_clients: Callable[[], bool]):
         self._state = state
         self._serving_clients = serving_clients
         self._controller = controller
@@ -48,6 +51,13 @@ class RequestHandler:
             protocol.CONTROLLED_SHUTDOWN.key: self.controlled_shutdown,
             protocol.ELECT_LEADERS.key: self.elect_leaders,
             protocol.NODE_STATUS.key: lambda request: status(),
+            protocol.FIND_COORDINATOR.key: coordinator.find_coordinator,
+            protocol.CONSUMER_GROUP_HEARTBEAT.key: coordinator.heartbeat,
+            protocol.OFFSET_COMMIT.key: coordinator.commit,
+            protocol.OFFSET_FETCH.key: coordinator.fetch_offsets,
+            protocol.LIST_GROUPS.key: coordinator.list_groups,
+            protocol.DESCRIBE_GROUP.key: coordinator.describe_group,
+            protocol.DELETE_GROUP.key: coordinator.delete_group,
         }
 
     def __call__(self, api: protocol.Api, request: object) -> object:

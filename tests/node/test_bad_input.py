@@ -17,6 +17,7 @@ from rill.client.errors import (
     InvalidReplicationFactorError,
     InvalidRequestError,
     InvalidTopicError,
+    NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
     TopicAlreadyExistsError,
@@ -176,10 +177,12 @@ def test_offset_out_of_range(shared_broker, topic_with_data, network):
     with Consumer(shared_broker.bootstrap, auto_offset_reset="none") as consumer:
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
-        consumer.seek(partition, 1_000_000)
+        with pytest.raises(OffsetOutOfRangeError, match="beyond the log end"):
+            consumer.seek(partition, 1_000_000)
         with pytest.raises(OffsetOutOfRangeError):
-            for _ in range(50):
-                consumer.poll(0.1)
+            consumer.seek(partition, -1)
+        consumer.seek(partition, len(values))  # the log end itself is a valid position
+        assert consumer.position(partition) == len(values)
     request = protocol.FetchRequest(
         0, 1, 1 << 20, [protocol.TopicFetch(topic, [protocol.PartitionFetch(0, -5, 1 << 20)])])
     answer = network.request(shared_broker.bootstrap, protocol.FETCH, request, 10_000).topics[0].partitions[0]
@@ -187,24 +190,18 @@ def test_offset_out_of_range(shared_broker, topic_with_data, network):
     assert_still_serving(shared_broker.bootstrap, topic, values)
 
 
-def test_out_of_range_resets_to_earliest_when_asked(shared_broker, topic_with_data):
-    topic, values = topic_with_data
-    with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest") as consumer:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        consumer.seek(partition, 1_000_000)
-        got: list[bytes] = []
-        for _ in range(100):
-            got += [record.value for record in consumer.poll(0.1)]
-            if len(got) >= len(values):
-                break
-    assert got == values
+def test_no_position_with_reset_error_is_a_typed_error(shared_broker, topic_with_data):
+    topic, _ = topic_with_data
+    with Consumer(shared_broker.bootstrap, auto_offset_reset="error") as consumer:
+        consumer.assign([TopicPartition(topic, 0)])
+        with pytest.raises(NoOffsetForPartitionError):
+            consumer.poll(0.1)
 
 
 @pytest.mark.parametrize("config, error", [
     ({"retention.ms": "soon"}, InvalidConfigError),
     ({"no.such.setting": "1"}, InvalidConfigError),
-    ({"cleanup.policy": "compact"}, InvalidConfigError),
+    ({"cleanup.policy": "shred"}, InvalidConfigError),
     ({"segment.bytes": 1}, InvalidConfigError),
     ({"unclean.leader.election.enable": "maybe"}, InvalidConfigError),
 ])

@@ -1,0 +1,328 @@
+"""The group coordinator: consumer groups and committed offsets for this broker's offsets partitions.
+
+Group G is coordinated by the leader of ``__consumer_offsets`` partition
+``partition_for(G)`` (ARCHITECTURE.md, "Consumer groups"). Any broker
+answers FindCoordinator from the metadata, creating the internal topic on
+first use. Commits are appended to the group's partition with acks=all and
+enter the in-memory cache once the in-sync replicas have them; when this
+broker becomes a partition's leader it replays the partition to rebuild
+the offsets, and when it stops leading one it forgets those groups
+(members join again at the new coordinator). Runs on the broker's asyncio
+loop; membership work is in-memory, only commits and deletes await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from rill.client import protocol
+from rill.client.batch import read_header
+from rill.client.errors import (
+    CoordinatorNotAvailableError,
+    GroupIdNotFoundError,
+    GroupNotEmptyError,
+    InvalidGroupIdError,
+    NotCoordinatorError,
+    NotLeaderError,
+    RillError,
+    TopicAlreadyExistsError,
+    error_for_code,
+)
+from rill.client.types import TopicPartition
+from rill.node.consumer_group import CommittedOffset, ConsumerGroup
+from rill.node.metadata_state import MetadataState
+from rill.node.offset_records import OFFSETS_PARTITIONS, OFFSETS_TOPIC, commit_batch, partition_for, replay
+from rill.node.partition import Partition
+from rill.node.replica_manager import ReplicaManager
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP_ID_LENGTH = 249
+COMMIT_TIMEOUT_MS = 5_000
+REPLAY_READ_BYTES = 1 << 20
+OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(16 << 20), "min.insync.replicas": "2"}
+
+TopicCreator = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
+
+
+class GroupCoordinator:
+    """Serves the group APIs for the groups whose offsets partition this broker leads."""
+
+    def __init__(self, node_id: int, state: MetadataState, replicas: ReplicaManager, create_topic: TopicCreator):
+        self._node_id = node_id
+        self._state = state
+        self._replicas = replicas
+        self._create_topic = create_topic
+        self._creating = False
+        self._groups: dict[int, dict[str, ConsumerGroup]] = {}  # offsets partition -> its loaded groups
+
+    # ---- leadership of the offsets partitions --------------------------------------------
+
+    def partition_role_changed(self, partition: Partition, role: str) -> None:
+        """Load a partition's groups when this broker starts leading it; forget them when it stops."""
+        if partition.topic != OFFSETS_TOPIC:
+            return
+        self._groups.pop(partition.index, None)
+        if role == "leader":
+            self._groups[partition.index] = self._load(partition)
+
+    def _load(self, partition: Partition) -> dict[str, ConsumerGroup]:
+        groups: dict[str, ConsumerGroup] = {}
+        offset = partition.log.log_start_offset
+        end = partition.log.log_end_offset
+        for _ in range(10_000_000):
+            if offset >= end:
+                break
+            data = partition.log.read(offset, REPLAY_READ_BYTES)
+            if not data:
+                break
+            for record in replay(data, partition.index):
+                group = groups.get(record.group_id) or groups.setdefault(record.group_id,
+                                                                          ConsumerGroup(record.group_id))
+                if record.offset is None:
+                    group.offsets.pop(record.partition, None)
+                else:
+                    group.offsets[record.partition] = CommittedOffset(record.offset, record.metadata)
+            offset = _next_offset(data)
+        loaded = {group_id: group for group_id, group in groups.items() if group.offsets}
+        log.info("%s-%d: loaded %d groups", OFFSETS_TOPIC, partition.index, len(loaded))
+        return loaded
+
+    def topics_changed(self) -> None:
+        """Topics were created, deleted or grew: groups subscribed to them rebalance."""
+        counts = self._partition_counts()
+        for groups in self._groups.values():
+            for group in groups.values():
+                if group.members:
+                    group.topics_changed(counts)
+
+    def expire_members(self) -> None:
+        """Drop members whose session timed out; their partitions go to the others."""
+        now = time.monotonic()
+        for groups in self._groups.values():
+            for group in list(groups.values()):
+                gone = group.expire(now)
+                if gone:
+                    log.info("group %s: session expired for %s", group.group_id, ", ".join(gone))
+                    group.rebalance(self._partition_counts())
+                    self._forget_if_empty(group)
+
+    # ---- finding the coordinator ----------------------------------------------------------------
+
+    def find_coordinator(self, request: protocol.FindCoordinatorRequest) -> protocol.FindCoordinatorResponse:
+        try:
+            _check_group_id(request.group_id)
+            node_id = self._coordinator_of(request.group_id)
+        except RillError as error:
+            return protocol.FindCoordinatorResponse(error.code, str(error), -1, "", -1)
+        broker = self._state.brokers[node_id]
+        return protocol.FindCoordinatorResponse(0, "", node_id, broker.host, broker.port)
+
+    def _coordinator_of(self, group_id: str) -> int:
+        topic = self._state.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            self._ensure_offsets_topic()
+            raise CoordinatorNotAvailableError(f"{OFFSETS_TOPIC} is being created; retry")
+        leader = topic.partitions[partition_for(group_id)].leader
+        broker = self._state.brokers.get(leader)
+        if broker is None or broker.fenced:
+            raise CoordinatorNotAvailableError(f"the offsets partition of group {group_id!r} has no leader now")
+        return leader
+
+    def _ensure_offsets_topic(self) -> None:
+        if self._creating:
+            return
+        self._creating = True
+        replication = min(3, max(1, len(self._state.live_brokers())))
+        config = dict(OFFSETS_TOPIC_CONFIG, **{"min.insync.replicas": str(min(2, replication))})
+
+        async def create() -> None:
+            try:
+                await self._create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, replication, config)
+                log.info("created %s (%d partitions, replication %d)", OFFSETS_TOPIC, OFFSETS_PARTITIONS, replication)
+            except TopicAlreadyExistsError:
+                pass
+            except RillError as error:
+                log.info("creating %s failed (a later FindCoordinator retries): %s", OFFSETS_TOPIC, error)
+            finally:
+                self._creating = False
+
+        asyncio.ensure_future(create())
+
+    # ---- membership -------------------------------------------------------------------------------
+
+    def heartbeat(self, request: protocol.ConsumerGroupHeartbeatRequest
+                  ) -> protocol.ConsumerGroupHeartbeatResponse:
+        try:
+            _check_group_id(request.group_id)
+            groups = self._groups_of(request.group_id)
+            group = groups.get(request.group_id) or ConsumerGroup(request.group_id)
+            owned = {TopicPartition(t.topic, p) for t in request.owned for p in t.partitions}
+            result = group.heartbeat(request.member_id, request.member_epoch, request.client_id,
+                                     request.subscribed_topics, request.subscribed_pattern, request.assignor,
+                                     request.session_timeout_ms, owned, self._partition_counts())
+        except RillError as error:
+            return protocol.ConsumerGroupHeartbeatResponse(error.code, str(error), request.member_id, -1, 0, [])
+        if group.members:
+            groups[group.group_id] = group
+        else:
+            self._forget_if_empty(group)
+        return protocol.ConsumerGroupHeartbeatResponse(0, "", result.member_id, result.member_epoch,
+                                                       result.heartbeat_interval_ms,
+                                                       protocol.topic_partitions(result.assignment))
+
+    # ---- offsets ----------------------------------------------------------------------------------
+
+    def commit(self, request: protocol.OffsetCommitRequest
+               ) -> protocol.OffsetCommitResponse | Awaitable[protocol.OffsetCommitResponse]:
+        """Check the commit now, in request order with heartbeats; then append it and wait for the ISR."""
+        try:
+            _check_group_id(request.group_id)
+            groups = self._groups_of(request.group_id)
+            group = groups.get(request.group_id) or ConsumerGroup(request.group_id)
+            wanted = [(TopicPartition(t.topic, p.partition), p.offset, p.metadata)
+                      for t in request.topics for p in t.partitions]
+            refused = group.check_commit(request.member_id, request.member_epoch,
+                                         [(tp, offset) for tp, offset, _ in wanted])
+        except RillError as error:
+            return protocol.OffsetCommitResponse(error.code, str(error), [])
+        accepted = [entry for entry in wanted if entry[0] not in refused]
+        response = protocol.OffsetCommitResponse(0, "", _commit_results(wanted, refused))
+        if not accepted:
+            return response
+        return self._store_commit(groups, group, accepted, response)
+
+    async def _store_commit(self, groups: dict[str, ConsumerGroup], group: ConsumerGroup,
+                            accepted: list[tuple[TopicPartition, int, str]],
+                            response: protocol.OffsetCommitResponse) -> protocol.OffsetCommitResponse:
+        try:
+            await self._append(group.group_id, accepted)
+        except RillError as error:
+            return protocol.OffsetCommitResponse(error.code, str(error), [])
+        group = groups.setdefault(group.group_id, group)
+        for tp, offset, metadata in accepted:
+            group.offsets[tp] = CommittedOffset(offset, metadata)
+        return response
+
+    async def _append(self, group_id: str, offsets: list[tuple[TopicPartition, int | None, str]]) -> None:
+        """Write commits (or tombstones) to the group's partition; returns once the ISR has them."""
+        index = partition_for(group_id)
+        request = protocol.ProduceRequest(-1, COMMIT_TIMEOUT_MS, [protocol.TopicProduceData(
+            OFFSETS_TOPIC, [protocol.PartitionProduceData(index, commit_batch(group_id, offsets))])])
+        response = self._replicas.produce(request)
+        if not isinstance(response, protocol.ProduceResponse):
+            response = await response
+        result = response.topics[0].partitions[0]
+        if result.error_code:
+            error = error_for_code(result.error_code, result.error_message)
+            if isinstance(error, NotLeaderError):
+                raise NotCoordinatorError(f"this broker stopped coordinating group {group_id!r}")
+            raise error
+
+    def fetch_offsets(self, request: protocol.OffsetFetchRequest) -> protocol.OffsetFetchResponse:
+        try:
+            _check_group_id(request.group_id)
+            group = self._groups_of(request.group_id).get(request.group_id)
+        except RillError as error:
+            return protocol.OffsetFetchResponse(error.code, str(error), [])
+        offsets = group.offsets if group is not None else {}
+        if request.topics is None:
+            wanted = sorted(offsets)
+        else:
+            wanted = [TopicPartition(t.topic, p) for t in request.topics for p in t.partitions]
+        return protocol.OffsetFetchResponse(0, "", _committed_by_topic(wanted, offsets))
+
+    # ---- administration ----------------------------------------------------------------------------
+
+    def list_groups(self, request: protocol.ListGroupsRequest) -> protocol.ListGroupsResponse:
+        return protocol.ListGroupsResponse([
+            protocol.GroupListing(group.group_id, group.state, len(group.members))
+            for groups in self._groups.values() for group in groups.values()
+        ])
+
+    def describe_group(self, request: protocol.DescribeGroupRequest) -> protocol.DescribeGroupResponse:
+        try:
+            _check_group_id(request.group_id)
+            group = self._groups_of(request.group_id).get(request.group_id)
+            if group is None:
+                raise GroupIdNotFoundError(f"no group {request.group_id!r}")
+        except RillError as error:
+            return protocol.DescribeGroupResponse(error.code, str(error), request.group_id, "Dead", -1, "", [], [])
+        members = [
+            protocol.MemberDescription(m.member_id, m.client_id, m.epoch, sorted(m.topics), m.pattern,
+                                       protocol.topic_partitions(m.granted))
+            for m in sorted(group.members.values(), key=lambda m: m.member_id)
+        ]
+        return protocol.DescribeGroupResponse(0, "", group.group_id, group.state, group.epoch, group.assignor,
+                                              members, _committed_by_topic(sorted(group.offsets), group.offsets))
+
+    async def delete_group(self, request: protocol.DeleteGroupRequest) -> protocol.DeleteGroupResponse:
+        try:
+            _check_group_id(request.group_id)
+            groups = self._groups_of(request.group_id)
+            group = groups.get(request.group_id)
+            if group is None:
+                raise GroupIdNotFoundError(f"no group {request.group_id!r}")
+            if group.members:
+                raise GroupNotEmptyError(
+                    f"group {request.group_id!r} has {len(group.members)} members: stop them first")
+            if group.offsets:
+                await self._append(group.group_id, [(tp, None, "") for tp in sorted(group.offsets)])
+        except RillError as error:
+            return protocol.DeleteGroupResponse(error.code, str(error))
+        if not group.members:
+            groups.pop(group.group_id, None)
+        return protocol.DeleteGroupResponse(0, "")
+
+    # ---- helpers ------------------------------------------------------------------------------------
+
+    def _groups_of(self, group_id: str) -> dict[str, ConsumerGroup]:
+        """The loaded groups of the group's partition; NotCoordinator unless this broker leads it."""
+        groups = self._groups.get(partition_for(group_id))
+        if groups is None:
+            raise NotCoordinatorError(f"broker {self._node_id} does not coordinate group {group_id!r}")
+        return groups
+
+    def _forget_if_empty(self, group: ConsumerGroup) -> None:
+        if not group.members and not group.offsets:
+            self._groups.get(partition_for(group.group_id), {}).pop(group.group_id, None)
+
+    def _partition_counts(self) -> dict[str, int]:
+        return {name: len(topic.partitions) for name, topic in self._state.topics.items()}
+
+
+def _check_group_id(group_id: str) -> None:
+    if not group_id or len(group_id) > MAX_GROUP_ID_LENGTH:
+        raise InvalidGroupIdError(f"group id must be 1..{MAX_GROUP_ID_LENGTH} characters, got {group_id!r}")
+
+
+def _next_offset(data: bytes) -> int:
+    position, header = 0, None
+    for _ in range(10_000_000):
+        if position >= len(data):
+            break
+        header = read_header(data, position)
+        position += header.size
+    return header.next_offset
+
+
+def _committed_by_topic(wanted: list[TopicPartition], offsets: dict[TopicPartition, CommittedOffset]
+                        ) -> list[protocol.TopicCommittedOffsets]:
+    topics: dict[str, list[protocol.CommittedOffset]] = {}
+    for tp in wanted:
+        found = offsets.get(tp)
+        topics.setdefault(tp.topic, []).append(
+            protocol.CommittedOffset(tp.partition, found.offset if found else -1, found.metadata if found else ""))
+    return [protocol.TopicCommittedOffsets(topic, parts) for topic, parts in topics.items()]
+
+
+def _commit_results(wanted, refused) -> list[protocol.TopicPartitionResults]:
+    topics: dict[str, list[protocol.PartitionResult]] = {}
+    for tp, _, _ in wanted:
+        error = refused.get(tp)
+        topics.setdefault(tp.topic, []).append(
+            protocol.PartitionResult(tp.partition, error.code if error else 0, str(error) if error else ""))
+    return [protocol.TopicPartitionResults(topic, parts) for topic, parts in topics.items()]

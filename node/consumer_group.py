@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from rill.client.errors import (
     FencedMemberEpochError,
+    GroupNotEmptyError,
     InvalidConfigError,
     OffsetOutOfRangeError,
     PartitionNotOwnedError,
@@ -221,8 +222,8 @@ class ConsumerGroup:
         """Per-partition refusals of a commit; raises for a request that is refused as a whole."""
         if not member_id and member_epoch < 0:
             if self.members:
-                raise UnknownMemberIdError(
-                    f"group {self.group_id!r} has members: only they commit (or stop them first)")
+                raise GroupNotEmptyError(
+                    f"group {self.group_id!r} has {len(self.members)} members: only they commit (stop them first)")
             held = None
         else:
             member = self.members.get(member_id)

@@ -40,10 +40,22 @@ def _boolean(text: str) -> bool:
     return text.lower() == "true"
 
 
-def _cleanup_policy(text: str) -> str:
-    if text != "delete":
-        raise ValueError("only 'delete' is supported (compaction is not built yet)")
-    return text
+CLEANUP_POLICIES = frozenset({"compact", "delete"})
+
+
+def _cleanup_policy(text: str) -> frozenset[str]:
+    """Kafka's list: "delete", "compact", or both, comma-separated in either order."""
+    policies = [policy.strip() for policy in text.split(",")]
+    if not set(policies) <= CLEANUP_POLICIES or len(set(policies)) != len(policies):
+        raise ValueError("must be delete, compact, or compact,delete")
+    return frozenset(policies)
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError("must be from 0 to 1")
+    return value
 
 
 def _optional_positive(text: str) -> int | None:
@@ -54,7 +66,12 @@ def _optional_positive(text: str) -> int | None:
 
 
 SETTINGS: dict[str, Setting] = {
-    "cleanup.policy": Setting("delete", _cleanup_policy, "how old data goes: whole segments deleted by retention"),
+    "cleanup.policy": Setting("delete", _cleanup_policy,
+                              "delete: whole old segments go by retention; compact: the latest record per key stays"),
+    "delete.retention.ms": Setting("86400000", _integer(0), "how long compaction keeps tombstones (null values)"),
+    "min.cleanable.dirty.ratio": Setting("0.5", _ratio,
+                                         "compact once this fraction of the log was written since the last compaction"),
+    "min.compaction.lag.ms": Setting("0", _integer(0), "records newer than this are not compacted"),
     "retention.ms": Setting("604800000", _integer(-1), "delete segments older than this; -1 keeps forever"),
     "retention.bytes": Setting("-1", _integer(-1),
                                "delete oldest segments beyond this size per partition; -1: no limit"),
@@ -92,6 +109,7 @@ def log_config(config: dict[str, str]) -> LogConfig:
     def value(name: str):
         return SETTINGS[name].parse(config[name])
 
+    policies = value("cleanup.policy")
     return LogConfig(
         segment_bytes=value("segment.bytes"),
         segment_ms=value("segment.ms"),
@@ -102,4 +120,9 @@ def log_config(config: dict[str, str]) -> LogConfig:
         max_message_bytes=value("max.message.bytes"),
         index_interval_bytes=value("index.interval.bytes"),
         segment_index_bytes=value("segment.index.bytes"),
+        compact="compact" in policies,
+        delete="delete" in policies,
+        delete_retention_ms=value("delete.retention.ms"),
+        min_cleanable_dirty_ratio=value("min.cleanable.dirty.ratio"),
+        min_compaction_lag_ms=value("min.compaction.lag.ms"),
     )

@@ -24,6 +24,14 @@ class LogConfig:
     - max_message_bytes: the largest batch accepted, header included.
     - index_interval_bytes: log bytes between two sparse index entries.
     - segment_index_bytes: the size an index may reach before the segment rolls.
+    - compact: keep the latest record of each key, removing older ones (cleanup.policy has "compact").
+      Offsets of a compacted log have gaps, in its segments and between them.
+    - delete: apply retention_ms and retention_bytes (cleanup.policy has "delete").
+    - delete_retention_ms: how long compaction keeps a tombstone (a record with a null value),
+      counted from its batch's max timestamp.
+    - min_cleanable_dirty_ratio: compact only when at least this fraction of the cleanable bytes
+      was written since the last compaction.
+    - min_compaction_lag_ms: compaction leaves segments holding a record newer than this alone.
 
     Immutable and so thread-safe. Invalid values raise InvalidConfigError on construction.
     """
@@ -37,6 +45,11 @@ class LogConfig:
     max_message_bytes: int = 1048588
     index_interval_bytes: int = 4096
     segment_index_bytes: int = 10485760
+    compact: bool = False
+    delete: bool = True
+    delete_retention_ms: int = 86400000
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
 
     def __post_init__(self) -> None:
         _require(
@@ -54,6 +67,10 @@ class LogConfig:
             self.segment_index_bytes >= INDEX_ENTRY_BYTES_MAX,
             f"segment_index_bytes must be at least {INDEX_ENTRY_BYTES_MAX}",
         )
+        _require(self.compact or self.delete, "the cleanup policy needs compact, delete or both")
+        _require(self.delete_retention_ms >= 0, "delete_retention_ms must be at least 0")
+        _require(0 <= self.min_cleanable_dirty_ratio <= 1, "min_cleanable_dirty_ratio must be from 0 to 1")
+        _require(self.min_compaction_lag_ms >= 0, "min_compaction_lag_ms must be at least 0")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 from rill.client.batch import BatchHeader
 from rill.node.log import leader_epoch_cache
 from rill.node.log.checkpoint import read_offset_checkpoint
+from rill.node.log.cleaner import finish_swaps
 from rill.node.log.config import LogConfig
 from rill.node.log.files import TEMPORARY_SUFFIX
 from rill.node.log.leader_epoch_cache import EpochEntry, LeaderEpochCache
@@ -34,7 +35,9 @@ def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
     Otherwise every segment from the one holding the recovery checkpoint on
     is scanned and CRC-checked, and the log is cut at the first torn or
     corrupt batch: the rest of that segment and every later segment go.
-    A gap between two segments is treated the same way.
+    A gap between two segments is treated the same way, unless the log is
+    compacted (compaction leaves gaps). A compaction interrupted by a crash
+    is completed or discarded first (see :func:`finish_swaps`).
     """
     directory.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(directory)
@@ -53,7 +56,8 @@ def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
 
 
 def _remove_leftovers(directory: Path) -> None:
-    """Half-written checkpoints and indexes whose .log is gone."""
+    """Half-done compaction swaps, half-written checkpoints, and indexes whose .log is gone."""
+    finish_swaps(directory)
     log_bases = {parse_base_offset(path.name, LOG_SUFFIX) for path in directory.glob("*" + LOG_SUFFIX)}
     for path in directory.glob("*" + TEMPORARY_SUFFIX):
         path.unlink()
@@ -85,7 +89,7 @@ def _load_segments(
         if may_be_torn or not segment.load():
             truncated_bytes = segment.recover(on_batch)
         segments.add(segment)
-        if truncated_bytes or (next_base_offset is not None and segment.next_offset != next_base_offset):
+        if truncated_bytes or (next_base_offset is not None and not segment.continues_into(next_base_offset)):
             for discarded in later:
                 discarded.delete()
             break

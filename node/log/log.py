@@ -10,7 +10,15 @@ from typing import Callable
 from rill.client.batch import PATCH, BatchHeader, iter_batches, patched_prefix
 from rill.client.errors import CorruptRecordError, FencedLeaderEpochError, OffsetOutOfRangeError
 from rill.node.log.append_info import AppendInfo
-from rill.node.log.checkpoint import write_offset_checkpoint
+from rill.node.log.checkpoint import read_offset_checkpoint, write_offset_checkpoint
+from rill.node.log.cleaner import (
+    CLEANER_CHECKPOINT_FILE,
+    CleanableRange,
+    build_offset_map,
+    clean_segment,
+    cleanable_range,
+    swap_in,
+)
 from rill.node.log.config import LogConfig
 from rill.node.log.files import fsync_directory, raises_storage_error, write_atomically
 from rill.node.log.loader import CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE, load_log
@@ -30,11 +38,14 @@ class Log:
     ``.index`` and ``.timeindex`` (see LogSegment); ``leader-epoch-checkpoint``
     (see LeaderEpochCache); ``recovery-point-offset-checkpoint``, the offset
     below which everything is known to be fsynced; ``clean-shutdown``, a
-    marker present only while the log is closed cleanly.
+    marker present only while the log is closed cleanly; in a compacted log,
+    ``cleaner-offset-checkpoint`` (see :mod:`rill.node.log.cleaner`).
 
     Invariants: offsets are contiguous from ``log_start_offset`` (the first
-    segment's base offset) to ``log_end_offset`` (the next offset to assign);
-    each segment's next offset is the next segment's base offset; the
+    segment's base offset) to ``log_end_offset`` (the next offset to assign),
+    except for the gaps compaction leaves in a compacted log (and that its
+    followers copy); each segment's next offset is the next segment's base
+    offset (in a compacted log, at most it); the
     recovery point is at most the log end offset; leader epochs recorded in
     the epoch cache never go back. A batch is validated (CRC included)
     before it is written and again when recovery reads it back; the append
@@ -59,6 +70,7 @@ class Log:
         self._segments = loaded.segments
         self._recovery_point = loaded.recovery_point
         self._leader_epoch_cache = loaded.leader_epoch_cache
+        self._cleaned_offset = read_offset_checkpoint(directory / CLEANER_CHECKPOINT_FILE) or 0
         self._unflushed_record_count = 0
         self._last_flush_ms = clock_ms()
         self._closed = False
@@ -88,6 +100,11 @@ class Log:
     def recovery_point(self) -> int:
         """Every offset below this is fsynced."""
         return self._recovery_point
+
+    @property
+    def cleaned_offset(self) -> int:
+        """The cleaner checkpoint: compaction has cleaned the closed segments below this offset."""
+        return self._cleaned_offset
 
     @property
     def latest_epoch(self) -> int | None:
@@ -141,7 +158,9 @@ class Log:
 
         Raises CorruptRecordError when a batch is bad or the offsets are not
         contiguous, OffsetOutOfRangeError when the first batch does not start
-        at the log end offset. Nothing is written then.
+        at the log end offset. Nothing is written then. A compacted log takes
+        the leader's gaps: batches may start after the log end offset and
+        after the previous batch's next offset.
         """
         headers = [header for _, header in iter_batches(records)]
         if not headers:
@@ -155,13 +174,18 @@ class Log:
         return info
 
     def _check_follows_log_end(self, headers: list[BatchHeader]) -> None:
-        if headers[0].base_offset != self.log_end_offset:
+        if not self._follows(self.log_end_offset, headers[0].base_offset):
             raise OffsetOutOfRangeError(
                 f"follower append starts at {headers[0].base_offset}, log end offset is {self.log_end_offset}"
             )
         for previous, header in zip(headers, headers[1:]):
-            if header.base_offset != previous.next_offset:
+            if not self._follows(previous.next_offset, header.base_offset):
                 raise CorruptRecordError(f"batch at offset {header.base_offset} does not follow {previous.last_offset}")
+
+    def _follows(self, next_offset: int, base_offset: int) -> bool:
+        """Whether a batch at ``base_offset`` may come where ``next_offset`` is next: exactly, or later
+        in a compacted log."""
+        return base_offset >= next_offset if self.config.compact else base_offset == next_offset
 
     def _write(self, headers: list[BatchHeader], buffers: list[bytes | memoryview]) -> AppendInfo:
         info = AppendInfo.of_batches(headers)
@@ -197,15 +221,20 @@ class Log:
         Never includes a batch whose base offset is ``max_offset`` (exclusive
         bound, such as the high watermark) or more. Reads one segment per
         call. Empty at the log end offset or ``max_offset``. Raises
-        OffsetOutOfRangeError below the log start or above the log end.
+        OffsetOutOfRangeError below the log start or above the log end. An
+        offset compacted away reads from the next batch there is.
         """
         self._check_offset_in_range(offset)
         limit_offset = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
         if offset >= limit_offset:
             return b""
-        segment = self._segments.floor(offset)
-        assert segment is not None
-        return segment.read_batches(offset, max_bytes, limit_offset)
+        for segment in self._segments.starting_at(offset):
+            if segment.base_offset >= limit_offset:
+                break
+            data = segment.read_batches(offset, max_bytes, limit_offset)
+            if data:
+                return data
+        return b""
 
     def _check_offset_in_range(self, offset: int) -> None:
         if not self.log_start_offset <= offset <= self.log_end_offset:
@@ -253,6 +282,7 @@ class Log:
         self._segments.add(LogSegment.create(self.directory, offset, self.config, self._clock_ms()))
         self._leader_epoch_cache.clear()
         self._store_recovery_point(offset)
+        self._lower_cleaned_offset(offset)
 
     def _after_truncation(self) -> None:
         """Keep the epoch cache and the recovery point at or below the new log end.
@@ -265,6 +295,7 @@ class Log:
         self._leader_epoch_cache.truncate_from_end(log_end_offset)
         if self._recovery_point > log_end_offset:
             self._store_recovery_point(log_end_offset)
+        self._lower_cleaned_offset(log_end_offset)
 
     def _store_recovery_point(self, offset: int) -> None:
         self._recovery_point = offset
@@ -272,7 +303,12 @@ class Log:
 
     @raises_storage_error
     def delete_old_segments(self, now_ms: int) -> int:
-        """Retention: delete whole inactive segments, by age then by size; return how many went."""
+        """Retention: delete whole inactive segments, by age then by size; return how many went.
+
+        Nothing goes unless the cleanup policy has delete.
+        """
+        if not self.config.delete:
+            return 0
         deleted = self._delete_oldest(self._expired_segment_count(now_ms))
         deleted += self._delete_oldest(self._excess_segment_count())
         return deleted
@@ -311,6 +347,69 @@ class Log:
         self._leader_epoch_cache.truncate_from_start(self.log_start_offset)
         self._recovery_point = max(self._recovery_point, self.log_start_offset)
         return count
+
+    # Compaction
+
+    def dirty_ratio(self, now_ms: int, end_offset: int | None = None) -> float:
+        """Share of the cleanable bytes written since the last compaction (0.0 unless the policy has compact).
+
+        ``end_offset`` bounds what compaction may consider; the broker passes
+        the high watermark, so that a record a leader change could still
+        truncate never replaces a committed one. None: the log end offset.
+        """
+        if not self.config.compact:
+            return 0.0
+        return self._cleanable(now_ms, end_offset).dirty_ratio(self._cleaned_offset)
+
+    @raises_storage_error
+    def compact(self, now_ms: int, end_offset: int | None = None) -> bool:
+        """One compaction pass when the dirty ratio reaches min.cleanable.dirty.ratio; say whether it ran.
+
+        Rewrites closed segments only (see :mod:`rill.node.log.cleaner`);
+        offsets, the log start and end offsets and the epoch cache stay.
+        """
+        if not self.config.compact:
+            return False
+        cleanable = self._cleanable(now_ms, end_offset)
+        ratio = cleanable.dirty_ratio(self._cleaned_offset)
+        if ratio == 0 or ratio < self.config.min_cleanable_dirty_ratio:
+            return False
+        latest = build_offset_map(self._segments, self._end_offset_bound(end_offset))
+        for segment in cleanable.segments:
+            self._clean(segment, latest, now_ms)
+        self._cleaned_offset = max(self._cleaned_offset, cleanable.end_offset)
+        write_offset_checkpoint(self.directory / CLEANER_CHECKPOINT_FILE, self._cleaned_offset)
+        return True
+
+    def _end_offset_bound(self, end_offset: int | None) -> int:
+        return self.log_end_offset if end_offset is None else min(end_offset, self.log_end_offset)
+
+    def _cleanable(self, now_ms: int, end_offset: int | None) -> CleanableRange:
+        return cleanable_range(self._segments, self.config, now_ms, self._end_offset_bound(end_offset))
+
+    def _clean(self, segment: LogSegment, latest: dict[bytes, int], now_ms: int) -> None:
+        """Put the cleaned copy of one closed segment in its place, or drop the segment if nothing stays."""
+        cleaned = clean_segment(self.directory, segment, latest, now_ms, self.config)
+        if cleaned is None:
+            return
+        if cleaned.size_bytes == 0 and segment is not self._segments.first:
+            cleaned.delete()
+            self._segments.remove(segment)
+            segment.delete()
+            fsync_directory(self.directory)
+            return
+        swap_in(self.directory, segment.base_offset)
+        segment.close()
+        replacement = LogSegment.open(self.directory, segment.base_offset, self.config, segment.created_ms)
+        if not replacement.load():
+            replacement.recover()
+        self._segments.replace(replacement)
+
+    def _lower_cleaned_offset(self, offset: int) -> None:
+        """Keep the cleaner checkpoint at or below ``offset`` after the log was cut there."""
+        if self._cleaned_offset > offset:
+            self._cleaned_offset = offset
+            write_offset_checkpoint(self.directory / CLEANER_CHECKPOINT_FILE, offset)
 
     # Flushing and lifecycle
 

@@ -1,12 +1,13 @@
-"""Every partition log of one broker node, and the periodic work over them: retention and flushing."""
+"""Every partition log of one broker node, and the periodic work over them: retention, compaction, flushing."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Callable, Mapping
 
-from rill.client.errors import InvalidTopicError
+from rill.client.errors import InvalidTopicError, RillError
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log, wall_clock_ms
 
@@ -16,6 +17,13 @@ TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 PARTITION_DIRECTORY = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>[0-9]+)")
 
 TopicConfigs = Mapping[str, LogConfig] | Callable[[str], LogConfig | None]
+EndOffsets = Callable[[str, int], int | None]
+
+logger = logging.getLogger(__name__)
+
+
+def _no_end_offset(topic: str, partition: int) -> None:
+    return None
 
 
 class LogManager:
@@ -28,17 +36,30 @@ class LogManager:
     Invariants: at most one open Log per (topic, partition), and its
     directory name is derived from them.
 
+    ``cleanable_end_offset(topic, partition)`` bounds what compaction of a
+    partition may consider; the broker should give the high watermark, so
+    that records a leader change could truncate never replace committed
+    ones (None: the log end offset). A log whose compaction fails is left
+    out of compaction until the node restarts, as Kafka's cleaner does.
+
     Not thread-safe, and needs no lock: the broker calls it from its one
     asyncio thread.
     """
 
     def __init__(
-        self, data_dir: Path, default_config: LogConfig | None = None, *, clock_ms: Callable[[], int] = wall_clock_ms
+        self,
+        data_dir: Path,
+        default_config: LogConfig | None = None,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        cleanable_end_offset: EndOffsets = _no_end_offset,
     ) -> None:
         self.data_dir = data_dir
         self.default_config = default_config or LogConfig()
+        self.cleanable_end_offset = cleanable_end_offset
         self._clock_ms = clock_ms
         self._logs: dict[tuple[str, int], Log] = {}
+        self._uncleanable: set[tuple[str, int]] = set()
         data_dir.mkdir(parents=True, exist_ok=True)
 
     def get(self, topic: str, partition: int) -> Log | None:
@@ -88,11 +109,42 @@ class LogManager:
         doomed = [key for key in self._logs if key[0] == topic]
         for key in doomed:
             self._logs.pop(key).delete()
+            self._uncleanable.discard(key)
         return len(doomed)
 
     def cleanup(self, now_ms: int) -> int:
-        """Retention over every log; return the number of segments deleted."""
-        return sum(log.delete_old_segments(now_ms) for log in self._logs.values())
+        """Retention over every log whose policy has delete, then compaction of at most one log (see
+        :meth:`compact_dirtiest`); return the number of segments retention deleted."""
+        deleted = sum(log.delete_old_segments(now_ms) for log in self._logs.values())
+        self.compact_dirtiest(now_ms)
+        return deleted
+
+    def compact_dirtiest(self, now_ms: int) -> tuple[str, int] | None:
+        """Compact the log with the highest dirty ratio among those due; return its (topic, partition).
+
+        One log per call keeps a pass on the broker's event loop bounded.
+        """
+        due = self._due_for_compaction(now_ms)
+        if not due:
+            return None
+        _, key = max(due)
+        try:
+            self._logs[key].compact(now_ms, self.cleanable_end_offset(*key))
+        except RillError:
+            logger.exception("compaction of %s-%d failed; it is not compacted again until restart", *key)
+            self._uncleanable.add(key)
+            return None
+        return key
+
+    def _due_for_compaction(self, now_ms: int) -> list[tuple[float, tuple[str, int]]]:
+        """(dirty ratio, key) of each compacted log whose ratio reached its min.cleanable.dirty.ratio."""
+        due = []
+        for key, log in self._logs.items():
+            if log.config.compact and key not in self._uncleanable:
+                ratio = log.dirty_ratio(now_ms, self.cleanable_end_offset(*key))
+                if ratio > 0 and ratio >= log.config.min_cleanable_dirty_ratio:
+                    due.append((ratio, key))
+        return due
 
     def flush_due(self, now_ms: int) -> int:
         """Flush every log whose flush.ms has passed; return how many were flushed."""

@@ -64,7 +64,10 @@ class LogSegment:
     each next batch starts at the offset after the previous one's last
     (offsets strictly increase, without gaps); ``size_bytes`` is the file
     length and ends on a batch boundary; ``next_offset`` is the offset after
-    the last batch; ``max_timestamp_ms`` is the largest batch max timestamp.
+    the last batch (the base offset when empty); ``max_timestamp_ms`` is the
+    largest batch max timestamp. In a compacted log (``config.compact``)
+    offsets may skip: the first batch may start after the base offset and a
+    batch after the previous one's next offset, as the cleaner leaves them.
     Appends write the log before the index entries that point into it.
     ``created_ms`` is when this process created or opened the segment;
     segment.ms counts from there, as Kafka does for batches without
@@ -78,22 +81,29 @@ class LogSegment:
     """
 
     def __init__(
-        self, directory: Path, base_offset: int, config: LogConfig, created_ms: int, create_new: bool = False
+        self,
+        directory: Path,
+        base_offset: int,
+        config: LogConfig,
+        created_ms: int,
+        create_new: bool = False,
+        file_suffix: str = "",
     ) -> None:
         self.base_offset = base_offset
         self.created_ms = created_ms
-        self.log_path = directory / segment_file_name(base_offset, LOG_SUFFIX)
+        self.log_path = directory / (segment_file_name(base_offset, LOG_SUFFIX) + file_suffix)
         self._index_interval_bytes = config.index_interval_bytes
+        self._allow_gaps = config.compact
         self._descriptor = open_for_append(self.log_path, truncate=create_new)
         self.size_bytes = os.fstat(self._descriptor).st_size
         self.offset_index = OffsetIndex(
-            directory / segment_file_name(base_offset, INDEX_SUFFIX),
+            directory / (segment_file_name(base_offset, INDEX_SUFFIX) + file_suffix),
             base_offset,
             config.segment_index_bytes,
             create_new,
         )
         self.time_index = TimeIndex(
-            directory / segment_file_name(base_offset, TIME_INDEX_SUFFIX),
+            directory / (segment_file_name(base_offset, TIME_INDEX_SUFFIX) + file_suffix),
             base_offset,
             config.segment_index_bytes,
             create_new,
@@ -105,9 +115,14 @@ class LogSegment:
         self._unflushed = False
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, config: LogConfig, created_ms: int) -> LogSegment:
-        """A new, empty segment (any stale files with its name are emptied)."""
-        return cls(directory, base_offset, config, created_ms, create_new=True)
+    def create(
+        cls, directory: Path, base_offset: int, config: LogConfig, created_ms: int, file_suffix: str = ""
+    ) -> LogSegment:
+        """A new, empty segment (any stale files with its name are emptied).
+
+        ``file_suffix`` follows each file name: the cleaner writes a segment under ".cleaned" names first.
+        """
+        return cls(directory, base_offset, config, created_ms, create_new=True, file_suffix=file_suffix)
 
     @classmethod
     def open(cls, directory: Path, base_offset: int, config: LogConfig, created_ms: int) -> LogSegment:
@@ -137,13 +152,28 @@ class LogSegment:
         return True
 
     def _walk_to_end(self) -> int:
+        """The next offset after the last batch, walking the headers from the last index entry."""
         entry = self.offset_index.last_entry()
         expected_offset = entry.offset
         for position, header in self.batch_headers(entry.position):
-            if header.base_offset != expected_offset:
+            if self._breaks_sequence(header, expected_offset):
                 raise CorruptRecordError(f"{self.log_path}: batch at byte {position} breaks the offset sequence")
             expected_offset = header.next_offset
         return expected_offset
+
+    def _breaks_sequence(self, header: BatchHeader, expected_offset: int) -> bool:
+        """Whether a batch cannot follow a batch that ended before ``expected_offset``: offsets go back,
+        or skip in a log that is not compacted (offsets lie outside the CRC, so this is checked)."""
+        if self._allow_gaps:
+            return header.base_offset < expected_offset
+        return header.base_offset != expected_offset
+
+    def continues_into(self, next_base_offset: int) -> bool:
+        """Whether the segment with base ``next_base_offset`` may follow this one (no overlap, no gap
+        unless compacted)."""
+        if self._allow_gaps:
+            return self.next_offset <= next_base_offset
+        return self.next_offset == next_base_offset
 
     def recover(self, on_batch: Callable[[BatchHeader], None] | None = None) -> int:
         """Rebuild the indexes from a CRC-checked scan; cut the file at the first bad batch.
@@ -156,7 +186,7 @@ class LogSegment:
         self._reset_to_empty_indexes()
         valid_bytes = 0
         for position, header in self._valid_batches():
-            if header.base_offset != self.next_offset or header.last_offset - self.base_offset > INT32_MAX:
+            if self._breaks_sequence(header, self.next_offset) or header.last_offset - self.base_offset > INT32_MAX:
                 break
             self._index_batch(position, header)
             valid_bytes = position + header.size
@@ -217,7 +247,7 @@ class LogSegment:
             os.ftruncate(self._descriptor, position)
             raise
         for header in headers:
-            assert header.base_offset == self.next_offset, (header.base_offset, self.next_offset)
+            assert header.base_offset >= self.next_offset, (header.base_offset, self.next_offset)
             self._index_batch(position, header)
             position += header.size
         assert position - self.size_bytes == written_bytes, "buffers and headers disagree on the size"
@@ -276,12 +306,25 @@ class LogSegment:
             raise CorruptRecordError(f"{self.log_path}: batch at byte {position} runs past the end")
 
     def translate_offset(self, offset: int) -> tuple[int, BatchHeader] | None:
-        """Position and header of the batch holding ``offset``: index lookup, then a header walk."""
+        """Position and header of the batch holding ``offset``, or the first after it when ``offset`` was
+        compacted away: index lookup, then a header walk. None when no batch ends after ``offset``."""
         start_position = self.offset_index.lookup(offset).position
         for position, header in self.batch_headers(start_position):
             if header.next_offset > offset:
                 return position, header
         return None
+
+    def checked_batches(self) -> Iterator[tuple[BatchHeader, memoryview]]:
+        """Every batch, CRC-checked, with its bytes, read in large pieces (for the cleaner).
+
+        Raises CorruptRecordError at a bad batch.
+        """
+        position = 0
+        while position < self.size_bytes:
+            chunk = self._whole_batches_at(position)
+            for position_in_chunk, header in iter_batches(chunk):
+                yield header, chunk[position_in_chunk : position_in_chunk + header.size]
+            position += len(chunk)
 
     def read(self, start_position: int, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` from ``start_position``, one pread."""
@@ -291,13 +334,12 @@ class LogSegment:
         """Whole batches from the one holding ``offset``, within ``max_bytes`` but at least one (KIP-74).
 
         No batch whose base offset is ``max_offset`` or more is included.
-        Empty when the segment has no batch holding ``offset``.
+        Empty when the segment has no batch holding ``offset`` or after it.
         """
         located = self.translate_offset(offset)
-        if located is None:
+        if located is None or located[1].base_offset >= max_offset:
             return b""
         position, header = located
-        assert header.base_offset < max_offset
         end_position = self._end_position_before(max_offset)
         data = self.read(position, max(header.size, min(max_bytes, end_position - position)))
         whole_bytes = complete_prefix(data)
@@ -329,7 +371,8 @@ class LogSegment:
     # Truncation and lifecycle
 
     def truncate_to(self, offset: int) -> int:
-        """Cut the segment at the start of the batch holding ``offset``; return the bytes removed."""
+        """Cut the segment at the start of the batch holding ``offset`` (or the first after it, in a gap);
+        return the bytes removed. The next offset becomes the end of the last batch kept."""
         located = self.translate_offset(offset)
         if located is None:
             return 0
@@ -340,7 +383,7 @@ class LogSegment:
         self._unflushed = True
         truncated_bytes = self.size_bytes - position
         self.size_bytes = position
-        self.next_offset = header.base_offset
+        self.next_offset = self._walk_to_end()
         self._bytes_since_last_index_entry = 0
         self._recompute_max_timestamp()
         return truncated_bytes

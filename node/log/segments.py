@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import Iterator
 
 from rill.node.log.segment import LogSegment
@@ -12,8 +12,8 @@ class LogSegments:
     """A partition's segments in base-offset order; the last one is the active segment.
 
     Invariants: base offsets strictly increase; once loaded, each segment's
-    next offset is the next segment's base offset (no gaps), and there is
-    always at least one segment.
+    next offset is the next segment's base offset (no gaps; in a compacted
+    log at most it), and there is always at least one segment.
 
     Not thread-safe: the owning Log is used from one thread.
     """
@@ -49,6 +49,28 @@ class LogSegments:
         """The segment with the largest base offset at or below ``offset``."""
         slot = bisect_right(self._base_offsets, offset) - 1
         return self._segments[slot] if slot >= 0 else None
+
+    def starting_at(self, offset: int) -> list[LogSegment]:
+        """The segment holding ``offset`` (the floor) and every later one."""
+        return self._segments[max(bisect_right(self._base_offsets, offset) - 1, 0) :]
+
+    def replace(self, segment: LogSegment) -> LogSegment:
+        """Put ``segment`` in the place of the one with its base offset; return the one it replaces."""
+        slot = self._slot_of(segment.base_offset)
+        replaced, self._segments[slot] = self._segments[slot], segment
+        return replaced
+
+    def remove(self, segment: LogSegment) -> None:
+        """Take out a segment that is neither the first nor the active one (the cleaner emptied it)."""
+        slot = self._slot_of(segment.base_offset)
+        assert 0 < slot < len(self._segments) - 1, "the first and the active segment stay"
+        del self._segments[slot]
+        del self._base_offsets[slot]
+
+    def _slot_of(self, base_offset: int) -> int:
+        slot = bisect_left(self._base_offsets, base_offset)
+        assert self._base_offsets[slot] == base_offset, base_offset
+        return slot
 
     def remove_first(self) -> LogSegment:
         del self._base_offsets[0]

@@ -6,7 +6,11 @@ from rill.client.producer import Producer
 from rill.client.types import (
     BrokerInfo,
     ClusterDescription,
+    GroupDescription,
+    GroupMember,
+    GroupSummary,
     PartitionInfo,
+    PartitionLag,
     Record,
     RecordMetadata,
     TopicDescription,
@@ -14,6 +18,6 @@ from rill.client.types import (
 )
 
 __all__ = [
-    "Admin", "BrokerInfo", "ClusterDescription", "Consumer", "Producer", "PartitionInfo", "Record",
-    "RecordMetadata", "TopicDescription", "TopicPartition",
+    "Admin", "BrokerInfo", "ClusterDescription", "Consumer", "GroupDescription", "GroupMember", "GroupSummary",
+    "PartitionInfo", "PartitionLag", "Producer", "Record", "RecordMetadata", "TopicDescription", "TopicPartition",
 ]

@@ -1,22 +1,33 @@
-"""Admin: create, list, describe and delete topics.
+"""Admin: topics (create, list, describe, delete) and consumer groups (list, describe with lag, reset, delete).
 
 Blocking calls, safe to share between threads (one lock around the
 network client). Metadata changes go to the controller; a NotController or
 connection error refreshes metadata and retries until the request timeout.
+Group calls go to the group's coordinator through a CoordinatorLink, which
+retries across coordinator moves; each broker lists the groups it
+coordinates, so ``list_groups`` asks every live broker. Lag is the
+partition's high watermark (ListOffsets "latest" from its leader) minus the
+group's committed offset.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import zmq
 
 from rill.client import protocol
+from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
     BrokerNotAvailableError,
+    GroupNotEmptyError,
+    InvalidConfigError,
+    InvalidGroupIdError,
     NotControllerError,
+    NotLeaderError,
     RequestTimeoutError,
     RillError,
     UnknownTopicError,
@@ -24,14 +35,28 @@ from rill.client.errors import (
 )
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, parse_bootstrap
-from rill.client.types import BrokerInfo, ClusterDescription, PartitionInfo, TopicDescription
+from rill.client.types import (
+    BrokerInfo,
+    ClusterDescription,
+    GroupDescription,
+    GroupMember,
+    GroupSummary,
+    PartitionInfo,
+    PartitionLag,
+    TopicDescription,
+    TopicPartition,
+)
 
 RETRY_BACKOFF_S = 0.1
+MAX_ATTEMPT_MS = 5_000
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_MEMBER_ID, NO_MEMBER_EPOCH = "", -1  # an offset commit from outside the group (only while it has no members)
+ResetTarget = tuple[str, int]  # ("earliest" | "latest" | "offset" | "timestamp", the offset or time in ms)
 
 
 class Admin:
-    """Topic administration against a cluster reached through ``bootstrap`` ("host:port[,...]")."""
+    """Topic and consumer-group administration against a cluster reached through ``bootstrap`` ("host:port[,...]")."""
 
     def __init__(self, bootstrap: str, request_timeout_ms: int = 30_000, client_id: str = "rill-admin"):
         self._metadata = ClusterMetadata(parse_bootstrap(bootstrap))
@@ -117,6 +142,184 @@ class Admin:
         result = response.topics[0].partitions[0]
         return -1 if result.error_code else result.offset
 
+    # ---- consumer groups ---------------------------------------------------------------
+
+    def list_groups(self) -> list[GroupSummary]:
+        """Every consumer group with its state and member count, sorted by id (each broker lists its own)."""
+        with self._lock:
+            self._metadata.refresh(self._network, [], self._timeout_ms)
+            answers = self._every_broker(protocol.LIST_GROUPS, protocol.ListGroupsRequest())
+        groups = {listing.group_id: GroupSummary(listing.group_id, listing.state, listing.members)
+                  for answer in answers for listing in answer.groups}
+        return [groups[group_id] for group_id in sorted(groups)]
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """A group's state, epoch, members, and per partition its committed offset, log end and lag.
+
+        Partitions are those with a committed offset or assigned to a member. Raises
+        GroupIdNotFoundError for a group with neither members nor committed offsets.
+        """
+        _check_group_id(group_id)
+        with self._lock:
+            answer = self._group_request(group_id, protocol.DESCRIBE_GROUP, protocol.DescribeGroupRequest(group_id))
+            members = [_member(description) for description in answer.members]
+            committed = {TopicPartition(topic.topic, entry.partition): entry.offset
+                         for topic in answer.offsets for entry in topic.partitions if entry.offset >= 0}
+            listed = sorted(set(committed) | {tp for member in members for tp in member.assignment})
+            ends = self._log_ends(listed)
+        partitions = [_partition_lag(tp, committed.get(tp), ends.get(tp, -1)) for tp in listed]
+        return GroupDescription(answer.group_id, answer.state, answer.group_epoch, answer.assignor, members,
+                                partitions, sum(p.lag for p in partitions if p.lag is not None))
+
+    def reset_offsets(self, group_id: str, topic: str, *, to_earliest: bool = False, to_latest: bool = False,
+                      to_offset: int | None = None, to_datetime: datetime | str | None = None,
+                      partitions: list[int] | None = None) -> dict[TopicPartition, int]:
+        """Set the group's committed offsets of ``topic`` (every partition, or ``partitions``); returns them.
+
+        Exactly one target: ``to_earliest``, ``to_latest``, ``to_offset`` (clamped into [log start, log
+        end] as kafka-consumer-groups does) or ``to_datetime`` (first record at or after it, else the log
+        end; a naive datetime is UTC). The group must have no members (GroupNotEmptyError).
+        """
+        _check_group_id(group_id)
+        target = _reset_target(to_earliest, to_latest, to_offset, to_datetime)
+        with self._lock:
+            offsets = self._target_offsets(self._topic_partitions(topic, partitions), target)
+            self._commit_from_outside(group_id, offsets)
+        return offsets
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group and its committed offsets; GroupNotEmptyError while it has members."""
+        _check_group_id(group_id)
+        with self._lock:
+            self._group_request(group_id, protocol.DELETE_GROUP, protocol.DeleteGroupRequest(group_id))
+
+    def _group_request(self, group_id: str, api: protocol.Api, body: Any) -> Any:
+        """Ask the group's coordinator, following it if it moves; raises the error it answers."""
+        return CoordinatorLink(self._network, self._metadata, group_id, self._timeout_ms).request(api, body)
+
+    def _commit_from_outside(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        request = protocol.OffsetCommitRequest(group_id, NO_MEMBER_ID, NO_MEMBER_EPOCH, [
+            protocol.OffsetCommitTopic(topic.topic, [protocol.OffsetCommitPartition(p, offsets[TopicPartition(
+                topic.topic, p)], "") for p in topic.partitions])
+            for topic in protocol.topic_partitions(offsets)])
+        try:
+            answer = self._group_request(group_id, protocol.OFFSET_COMMIT, request)
+        except GroupNotEmptyError as error:
+            raise GroupNotEmptyError(
+                f"group {group_id!r} has active members: stop its consumers before resetting its offsets") from None
+        for topic in answer.topics:
+            for result in topic.partitions:
+                if result.error_code:
+                    raise error_for_code(result.error_code, result.error_message)
+
+    def _topic_partitions(self, topic: str, partitions: list[int] | None) -> list[TopicPartition]:
+        """The named partitions of the topic (all when None); UnknownTopicError for a missing topic or partition."""
+        self._metadata.refresh(self._network, [topic], self._timeout_ms)
+        if topic not in self._metadata.partitions:
+            raise self._metadata.topic_error(topic)
+        count = len(self._metadata.partitions[topic])
+        indexes = list(range(count)) if partitions is None else sorted(set(partitions))
+        if not indexes:
+            raise InvalidConfigError("no partitions given")
+        missing = [index for index in indexes if not 0 <= index < count]
+        if missing:
+            raise UnknownTopicError(f"topic {topic!r} has partitions 0..{count - 1}, not {_ids(missing)}")
+        return [TopicPartition(topic, index) for index in indexes]
+
+    def _target_offsets(self, partitions: list[TopicPartition], target: ResetTarget) -> dict[TopicPartition, int]:
+        kind, value = target
+        if kind == "earliest":
+            return self._list_offsets(partitions, protocol.EARLIEST_TIMESTAMP)
+        ends = self._list_offsets(partitions, protocol.LATEST_TIMESTAMP)
+        if kind == "latest":
+            return ends
+        if kind == "offset":
+            starts = self._list_offsets(partitions, protocol.EARLIEST_TIMESTAMP)
+            return {tp: min(max(value, starts[tp]), ends[tp]) for tp in partitions}
+        found = self._list_offsets(partitions, value)
+        return {tp: found[tp] if found[tp] >= 0 else ends[tp] for tp in partitions}
+
+    def _log_ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """High watermarks of those partitions that still exist (a deleted topic's are left out)."""
+        if not partitions:
+            return {}
+        self._metadata.refresh(self._network, sorted({tp.topic for tp in partitions}), self._timeout_ms)
+        existing = [tp for tp in partitions if tp.partition < (self._metadata.partition_count(tp.topic) or 0)]
+        return self._list_offsets(existing, protocol.LATEST_TIMESTAMP)
+
+    def _list_offsets(self, partitions: list[TopicPartition], timestamp: int) -> dict[TopicPartition, int]:
+        """ListOffsets from each partition's leader; retriable errors are retried until the request timeout."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        found: dict[TopicPartition, int] = {}
+        pending = list(partitions)
+        for _ in range(10_000):
+            error = self._ask_offsets(pending, timestamp, found, deadline)
+            pending = [tp for tp in pending if tp not in found]
+            if not pending:
+                return found
+            if time.monotonic() + RETRY_BACKOFF_S >= deadline:
+                break
+            time.sleep(RETRY_BACKOFF_S)
+            self._metadata.refresh(self._network, sorted({tp.topic for tp in pending}), self._timeout_ms)
+        raise error or RequestTimeoutError(f"no offsets for {len(pending)} partition(s) within the request timeout")
+
+    def _ask_offsets(self, partitions: list[TopicPartition], timestamp: int, found: dict[TopicPartition, int],
+                     deadline: float) -> RillError | None:
+        """One ListOffsets round, a request per leader; fills ``found`` and returns the last retriable error."""
+        by_leader: dict[str, list[TopicPartition]] = {}
+        last_error: RillError | None = None
+        for tp in partitions:
+            address = self._metadata.leader_address(tp.topic, tp.partition)
+            if address is None:
+                last_error = NotLeaderError(f"{tp.topic}-{tp.partition} has no leader now")
+            else:
+                by_leader.setdefault(address, []).append(tp)
+        for address, asked in by_leader.items():
+            request = protocol.ListOffsetsRequest([
+                protocol.TopicListOffsets(topic.topic, [protocol.PartitionListOffsets(p, timestamp)
+                                                        for p in topic.partitions])
+                for topic in protocol.topic_partitions(asked)])
+            try:
+                answer = self._network.request(address, protocol.LIST_OFFSETS, request, _attempt_ms(deadline))
+            except RillError as error:
+                if not error.retriable:
+                    raise
+                last_error = error
+                continue
+            for topic in answer.topics:
+                for result in topic.partitions:
+                    if not result.error_code:
+                        found[TopicPartition(topic.topic, result.partition)] = result.offset
+                        continue
+                    last_error = error_for_code(result.error_code, result.error_message)
+                    if not last_error.retriable:
+                        raise last_error
+        return last_error
+
+    def _every_broker(self, api: protocol.Api, body: Any) -> list[Any]:
+        """One answer from each live broker; one that does not answer is retried until the request timeout."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        answers: dict[int, Any] = {}
+        last_error: RillError = RequestTimeoutError(f"{api.name}: not every broker answered")
+        for _ in range(10_000):
+            for node_id, address in self._metadata.brokers.items():
+                if node_id in answers:
+                    continue
+                try:
+                    answers[node_id] = self._network.request(address, api, body, _attempt_ms(deadline),
+                                                             connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
+                except RillError as error:
+                    if not error.retriable:
+                        raise
+                    last_error = error
+            if answers.keys() >= self._metadata.brokers.keys():
+                return list(answers.values())
+            if time.monotonic() + RETRY_BACKOFF_S >= deadline:
+                raise last_error
+            time.sleep(RETRY_BACKOFF_S)
+            self._metadata.refresh(self._network, [], self._timeout_ms)
+        raise last_error
+
     def _any_broker(self, api: protocol.Api, body: Any) -> Any:
         last_error: RillError | None = None
         for address in self._metadata.addresses():
@@ -153,3 +356,64 @@ def _config_value(value: Any) -> str:
 def _raise_for(result: protocol.TopicResult) -> None:
     if result.error_code:
         raise error_for_code(result.error_code, result.error_message)
+
+
+def _attempt_ms(deadline: float) -> int:
+    """The timeout of one attempt: what is left before the deadline, at most MAX_ATTEMPT_MS."""
+    return max(1, min(MAX_ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))
+
+
+def _ids(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers))
+
+
+def _check_group_id(group_id: str) -> None:
+    if not isinstance(group_id, str) or not group_id:
+        raise InvalidGroupIdError(f"a group id is a non-empty string, got {group_id!r}")
+
+
+def _member(description: protocol.MemberDescription) -> GroupMember:
+    assignment = [TopicPartition(topic.topic, p) for topic in description.assignment for p in topic.partitions]
+    return GroupMember(description.member_id, description.client_id, description.member_epoch,
+                       list(description.subscribed_topics), description.subscribed_pattern, sorted(assignment))
+
+
+def _partition_lag(tp: TopicPartition, committed: int | None, log_end: int) -> PartitionLag:
+    """Lag is None when nothing is committed or the log end is unknown (-1: the topic is gone)."""
+    lag = None if committed is None or log_end < 0 else log_end - committed
+    return PartitionLag(tp.topic, tp.partition, committed, log_end, lag)
+
+
+def _reset_target(to_earliest: bool, to_latest: bool, to_offset: int | None,
+                  to_datetime: datetime | str | None) -> ResetTarget:
+    """The one reset target given; InvalidConfigError for none, several, or a bad value."""
+    given = [name for name, value in (("to_earliest", to_earliest), ("to_latest", to_latest),
+                                      ("to_offset", to_offset is not None), ("to_datetime", to_datetime is not None))
+             if value]
+    if len(given) != 1:
+        raise InvalidConfigError("give exactly one of to_earliest, to_latest, to_offset, to_datetime; got "
+                                 + (", ".join(given) or "none"))
+    if to_earliest:
+        return "earliest", protocol.EARLIEST_TIMESTAMP
+    if to_latest:
+        return "latest", protocol.LATEST_TIMESTAMP
+    if to_offset is not None:
+        if not isinstance(to_offset, int) or isinstance(to_offset, bool):
+            raise InvalidConfigError(f"to_offset must be an integer, got {to_offset!r}")
+        return "offset", to_offset
+    return "timestamp", _timestamp_ms(to_datetime)
+
+
+def _timestamp_ms(moment: datetime | str) -> int:
+    """Milliseconds since the epoch, rounded up (no record before ``moment`` counts); naive means UTC."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            raise InvalidConfigError(f"to_datetime {moment!r} is not an ISO-8601 date and time") from None
+    if not isinstance(moment, datetime):
+        raise InvalidConfigError(f"to_datetime must be a datetime or an ISO-8601 string, got {moment!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    micros = (moment - EPOCH) // timedelta(microseconds=1)
+    return max(0, -(-micros // 1000))  # negative times would read as ListOffsets' "latest"/"earliest"

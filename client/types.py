@@ -71,3 +71,48 @@ class TopicPartition(msgspec.Struct, frozen=True, order=True):
 
     topic: str
     partition: int
+
+
+class GroupSummary(msgspec.Struct, frozen=True):
+    """One consumer group as ``list_groups`` shows it: its state and how many members it has."""
+
+    group_id: str
+    state: str
+    members: int
+
+
+class GroupMember(msgspec.Struct, frozen=True):
+    """One member of a consumer group: who it is, what it subscribes to and what it is assigned."""
+
+    member_id: str
+    client_id: str
+    member_epoch: int
+    subscribed_topics: list[str]
+    subscribed_pattern: str
+    assignment: list[TopicPartition]
+
+
+class PartitionLag(msgspec.Struct, frozen=True):
+    """A group's position in one partition.
+
+    ``committed_offset`` is None when the group committed nothing there; ``log_end_offset`` is the
+    high watermark (-1 when the topic no longer exists); ``lag`` is None when either is unknown.
+    """
+
+    topic: str
+    partition: int
+    committed_offset: int | None
+    log_end_offset: int
+    lag: int | None
+
+
+class GroupDescription(msgspec.Struct, frozen=True):
+    """A consumer group: state ("Empty", "Reconciling", "Stable"), epoch, members, and lag per partition."""
+
+    group_id: str
+    state: str
+    group_epoch: int
+    assignor: str
+    members: list[GroupMember]
+    partitions: list[PartitionLag]
+    total_lag: int

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 from itertools import groupby
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 from rill.client.batch import (
     HEADER_SIZE,
@@ -84,10 +84,8 @@ class CleanableRange(NamedTuple):
 
 def cleanable_range(segments: LogSegments, config: LogConfig, now_ms: int, end_offset: int) -> CleanableRange:
     """The leading closed segments wholly below ``end_offset`` and older than min.compaction.lag.ms."""
-    closed = segments.inactive()
-    next_bases = [segment.base_offset for segment in closed[1:]] + [segments.active.base_offset]
     chosen: list[LogSegment] = []
-    for segment, next_base in zip(closed, next_bases):
+    for segment in segments.inactive():
         if segment.next_offset > end_offset or _within_lag(segment, config, now_ms):
             return CleanableRange(chosen, segment.base_offset)
         chosen.append(segment)
@@ -102,15 +100,19 @@ def _within_lag(segment: LogSegment, config: LogConfig, now_ms: int) -> bool:
 def build_offset_map(segments: LogSegments, end_offset: int) -> dict[bytes, int]:
     """Each non-null key's latest offset among the batches that end at or below ``end_offset``."""
     latest: dict = {}
+    for header, keys in _key_columns(segments, end_offset):
+        latest.update(zip(keys, range(header.base_offset, header.next_offset)))  # null keys too, in bulk
+    latest.pop(None, None)
+    return latest
+
+
+def _key_columns(segments: LogSegments, end_offset: int) -> Iterator[tuple[BatchHeader, list]]:
+    """Header and keys of every batch, in order, up to the first that ends after ``end_offset``."""
     for segment in segments:
         for header, batch in segment.checked_batches():
             if header.next_offset > end_offset:
-                latest.pop(None, None)
-                return latest
-            keys = decode_payload(header, batch[HEADER_SIZE:])[0]
-            latest.update(zip(keys, range(header.base_offset, header.next_offset)))
-    latest.pop(None, None)
-    return latest
+                return
+            yield header, decode_payload(header, batch[HEADER_SIZE:])[0]
 
 
 def clean_segment(

@@ -198,13 +198,15 @@ class Admin:
         return CoordinatorLink(self._network, self._metadata, group_id, self._timeout_ms).request(api, body)
 
     def _commit_from_outside(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
-        request = protocol.OffsetCommitRequest(group_id, NO_MEMBER_ID, NO_MEMBER_EPOCH, [
-            protocol.OffsetCommitTopic(topic.topic, [protocol.OffsetCommitPartition(p, offsets[TopicPartition(
-                topic.topic, p)], "") for p in topic.partitions])
-            for topic in protocol.topic_partitions(offsets)])
+        """One OffsetCommit as no member (the coordinator accepts it only while the group has none)."""
+        topics = [protocol.OffsetCommitTopic(entry.topic, [
+                      protocol.OffsetCommitPartition(p, offsets[TopicPartition(entry.topic, p)], "")
+                      for p in entry.partitions])
+                  for entry in protocol.topic_partitions(offsets)]
+        request = protocol.OffsetCommitRequest(group_id, NO_MEMBER_ID, NO_MEMBER_EPOCH, topics)
         try:
             answer = self._group_request(group_id, protocol.OFFSET_COMMIT, request)
-        except GroupNotEmptyError as error:
+        except GroupNotEmptyError:
             raise GroupNotEmptyError(
                 f"group {group_id!r} has active members: stop its consumers before resetting its offsets") from None
         for topic in answer.topics:

@@ -1,4 +1,4 @@
-"""The ``rill`` command line: run a node, run a local cluster, manage topics, produce and consume.
+"""The ``rill`` command line: run a node, run a local cluster, manage topics and consumer groups, produce and consume.
 
 This module only parses arguments and prints; the work is in launcher.py
 (processes), layout.py (files and ports), console.py (produce and consume)
@@ -294,6 +294,85 @@ def topic_delete(name: str, bootstrap: str) -> None:
     with Admin(bootstrap) as admin:
         admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
+
+
+@main.group()
+def groups() -> None:
+    """List, describe (with lag), reset offsets of, and delete consumer groups."""
+
+
+@groups.command("list")
+@bootstrap_option
+def groups_list(bootstrap: str) -> None:
+    """Show every consumer group: its state and how many members it has."""
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        summaries = admin.list_groups()
+    _console().print(tables.groups_table(summaries))
+
+
+@groups.command("describe")
+@click.argument("group_id", metavar="GROUP")
+@bootstrap_option
+def groups_describe(group_id: str, bootstrap: str) -> None:
+    """Show a group's state, members and lag.
+
+    Members: id, client id, epoch, subscription, assigned partitions. Then
+    per partition: committed offset, log end (high watermark) and lag, "-"
+    where nothing is committed.
+    """
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        description = admin.describe_group(group_id)
+    click.echo(tables.group_line(description))
+    output = _console()
+    for table in tables.group_tables(description):
+        output.print(table)
+
+
+@groups.command("reset-offsets")
+@click.argument("group_id", metavar="GROUP")
+@click.option("--topic", "topic_name", required=True, help="The topic whose offsets to set.")
+@click.option("--to-earliest", is_flag=True, help="To each partition's log start.")
+@click.option("--to-latest", is_flag=True, help="To each partition's log end (skip everything).")
+@click.option("--to-offset", type=int, help="To this offset, clamped into each partition's log.")
+@click.option("--to-datetime", metavar="ISO-8601",
+              help="To the first record at or after this time, e.g. 2024-05-01T12:00:00Z (no zone: UTC).")
+@click.option("--partition", "partitions", type=click.IntRange(min=0), multiple=True,
+              help="Only this partition (repeatable) [default: every partition of the topic].")
+@bootstrap_option
+def groups_reset_offsets(group_id: str, topic_name: str, to_earliest: bool, to_latest: bool, to_offset: int | None,
+                         to_datetime: str | None, partitions: tuple[int, ...], bootstrap: str) -> None:
+    """Set a group's committed offsets of a topic; prints them.
+
+    Give exactly one of --to-earliest, --to-latest, --to-offset,
+    --to-datetime. The group must have no members: stop its consumers first.
+    """
+    from rill.client import Admin
+
+    targets = {"--to-earliest": to_earliest, "--to-latest": to_latest, "--to-offset": to_offset is not None,
+               "--to-datetime": to_datetime is not None}
+    if sum(targets.values()) != 1:
+        raise CommandError(f"give exactly one of {', '.join(targets)}", exit_code=2)
+    with Admin(bootstrap) as admin:
+        offsets = admin.reset_offsets(group_id, topic_name, to_earliest=to_earliest, to_latest=to_latest,
+                                      to_offset=to_offset, to_datetime=to_datetime,
+                                      partitions=list(partitions) or None)
+    _console().print(tables.new_offsets_table(group_id, offsets))
+
+
+@groups.command("delete")
+@click.argument("group_id", metavar="GROUP")
+@bootstrap_option
+def groups_delete(group_id: str, bootstrap: str) -> None:
+    """Delete a group and its committed offsets (only while it has no members)."""
+    from rill.client import Admin
+
+    with Admin(bootstrap) as admin:
+        admin.delete_group(group_id)
+    click.echo(f"deleted group {group_id}")
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""The rich tables the CLI prints: cluster status and topic descriptions.
+"""The rich tables the CLI prints: cluster status, topic descriptions, consumer groups and their lag.
 
 Each table is a list of columns, each a header and a function of one row, so
 a new column is one more entry.
@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 from rich.table import Table
 
-from rill.client.types import TopicDescription
+from rill.client.types import GroupDescription, GroupMember, GroupSummary, TopicDescription, TopicPartition
 from rill.cluster.launcher import NodeStatus
 
 Column = tuple[str, Callable[[Any], object]]
@@ -55,6 +55,54 @@ PARTITION_COLUMNS: list[Column] = [
 ]
 
 
+GROUP_COLUMNS: list[Column] = [
+    ("group", lambda group: group.group_id),
+    ("state", lambda group: group.state),
+    ("members", lambda group: group.members),
+]
+
+MEMBER_COLUMNS: list[Column] = [
+    ("member id", lambda member: member.member_id),
+    ("client id", lambda member: member.client_id),
+    ("epoch", lambda member: member.member_epoch),
+    ("subscription", lambda member: _subscription(member)),
+    ("assignment", lambda member: _partitions(member.assignment)),
+]
+
+LAG_COLUMNS: list[Column] = [
+    ("topic", lambda lag: lag.topic),
+    ("partition", lambda lag: lag.partition),
+    ("committed", lambda lag: _or_dash(lag.committed_offset)),
+    ("log end", lambda lag: _or_dash(lag.log_end_offset if lag.log_end_offset >= 0 else None)),
+    ("lag", lambda lag: _or_dash(lag.lag)),
+]
+
+NEW_OFFSET_COLUMNS: list[Column] = [
+    ("topic", lambda item: item[0].topic),
+    ("partition", lambda item: item[0].partition),
+    ("new offset", lambda item: item[1]),
+]
+
+
+def _or_dash(value: object | None) -> object:
+    """Unknown values show as "-", as Kafka's tools show them."""
+    return "-" if value is None else value
+
+
+def _subscription(member: GroupMember) -> str:
+    topics = ",".join(member.subscribed_topics)
+    pattern = f"pattern {member.subscribed_pattern}" if member.subscribed_pattern else ""
+    return " ".join(part for part in (topics, pattern) if part) or "-"
+
+
+def _partitions(partitions: Iterable[TopicPartition]) -> str:
+    """``orders:0,1,2 payments:0`` (partitions grouped by topic)."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in sorted(partitions):
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{topic}:{_ids(indexes)}" for topic, indexes in by_topic.items()) or "-"
+
+
 def build_table(title: str, columns: list[Column], rows: Iterable[Any]) -> Table:
     """A table with one line per row and one cell per column."""
     table = Table(title=title, title_justify="left")
@@ -92,3 +140,29 @@ def topic_tables(description: TopicDescription) -> list[Table]:
     config = build_table("config", [("name", lambda item: item[0]), ("value", lambda item: item[1])],
                          sorted(description.config.items()))
     return [partitions, config]
+
+
+def groups_table(groups: list[GroupSummary]) -> Table:
+    """One line per consumer group: its id, state and member count."""
+    return build_table(f"{len(groups)} consumer group(s)", GROUP_COLUMNS, groups)
+
+
+def group_line(description: GroupDescription) -> str:
+    """The group at a glance: state, epoch, assignor, member count and total lag."""
+    return (f"group {description.group_id}: state {description.state}, epoch {description.group_epoch}, "
+            f"assignor {description.assignor}, {len(description.members)} member(s), "
+            f"total lag {description.total_lag}")
+
+
+def group_tables(description: GroupDescription) -> list[Table]:
+    """The group's members (if any), then its partitions with committed offset, log end and lag ("-": unknown)."""
+    partitions = build_table(f"offsets: {len(description.partitions)} partition(s)", LAG_COLUMNS,
+                             description.partitions)
+    if not description.members:
+        return [partitions]
+    return [build_table(f"members: {len(description.members)}", MEMBER_COLUMNS, description.members), partitions]
+
+
+def new_offsets_table(group_id: str, offsets: dict[TopicPartition, int]) -> Table:
+    """The offsets a reset committed, one line per partition."""
+    return build_table(f"new offsets of group {group_id}", NEW_OFFSET_COLUMNS, sorted(offsets.items()))

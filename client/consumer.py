@@ -453,7 +453,8 @@ class Consumer:
                 self._apply_assignment(assignment)
         if self._auto_commit_s is not None and time.monotonic() >= self._next_auto_commit:
             self._next_auto_commit = time.monotonic() + self._auto_commit_s
-            self._commit_quietly(self._positions(), asynchronous=True)
+            if self._group is None or self._group.joined:
+                self._commit_quietly(self._positions(), asynchronous=True)
 
     def _apply_assignment(self, assignment: set[TopicPartition]) -> None:
         """Give up what the coordinator took (on_revoke, then commit), start reading what it gave."""
@@ -522,22 +523,47 @@ class Consumer:
                     f"offset {offsets[tp]} is beyond the log end {end} of {tp.topic}-{tp.partition}")
 
     def _commit(self, offsets: dict[TopicPartition, int], asynchronous: bool) -> None:
-        link = self._link
+        """Commit; a synchronous commit refused for an unknown member or an old epoch (the coordinator moved,
+        a heartbeat answer was in flight) catches up with the group once and tries again."""
+        if asynchronous and self._link.address is not None:
+            request = self._commit_request(offsets)
+            self._network.send(self._link.address, protocol.OFFSET_COMMIT, request,
+                               lambda response, error: self._on_async_commit(request, response, error),
+                               self._timeout_ms)
+            return
+        if self._group is not None and not self._group.joined:
+            self._await_heartbeat_answer()
+        for attempt in range(2):
+            request = self._commit_request(offsets)
+            try:
+                self._on_commit_response(self._link.request(protocol.OFFSET_COMMIT, request))
+                return
+            except (UnknownMemberIdError, FencedMemberEpochError, StaleMemberEpochError) as error:
+                if self._group is None or attempt == 1:
+                    raise
+                if not isinstance(error, StaleMemberEpochError):
+                    self._group.rejoin_after(error, request.member_epoch)
+                self._await_heartbeat_answer()
+
+    def _commit_request(self, offsets: dict[TopicPartition, int]) -> protocol.OffsetCommitRequest:
         member_id, epoch = (self._group.member_id, self._group.member_epoch) if self._group else ("", NO_OFFSET)
         topics: dict[str, list[protocol.OffsetCommitPartition]] = {}
         for tp in sorted(offsets):
             topics.setdefault(tp.topic, []).append(protocol.OffsetCommitPartition(tp.partition, offsets[tp], ""))
-        request = protocol.OffsetCommitRequest(link.group_id, member_id, epoch,
-                                               [protocol.OffsetCommitTopic(t, parts) for t, parts in topics.items()])
-        if asynchronous and link.address is not None:
-            self._network.send(link.address, protocol.OFFSET_COMMIT, request, self._on_async_commit, self._timeout_ms)
-            return
-        try:
-            self._on_commit_response(link.request(protocol.OFFSET_COMMIT, request))
-        except (UnknownMemberIdError, FencedMemberEpochError, StaleMemberEpochError) as error:
-            if self._group is not None:
-                self._group.rejoin_after(error)
-            raise
+        return protocol.OffsetCommitRequest(self._link.group_id, member_id, epoch,
+                                            [protocol.OffsetCommitTopic(t, parts) for t, parts in topics.items()])
+
+    def _await_heartbeat_answer(self) -> None:
+        """Heartbeat now and wait (up to the session timeout) for the answer: the member's current id and epoch."""
+        group = self._group
+        answered = group.answers
+        group.heartbeat_soon()
+        deadline = time.monotonic() + group.session_timeout_s
+        for _ in range(100_000):
+            if group.answers > answered and group.joined or time.monotonic() > deadline:
+                return
+            group.tick(set(self._states))
+            self._network.poll(20)
 
     def _on_commit_response(self, response: protocol.OffsetCommitResponse) -> None:
         for topic in response.topics:
@@ -545,7 +571,8 @@ class Consumer:
                 if result.error_code:
                     raise error_for_code(result.error_code, result.error_message)
 
-    def _on_async_commit(self, response: protocol.OffsetCommitResponse | None, error: RillError | None) -> None:
+    def _on_async_commit(self, request: protocol.OffsetCommitRequest, response: protocol.OffsetCommitResponse | None,
+                         error: RillError | None) -> None:
         try:
             if error is None and response.error_code:
                 error = error_for_code(response.error_code, response.error_message)
@@ -556,7 +583,7 @@ class Consumer:
         if error is not None:
             log.warning("group %s: asynchronous commit failed: %s", self._link.group_id, error)
             if isinstance(error, (UnknownMemberIdError, FencedMemberEpochError)) and self._group is not None:
-                self._group.rejoin_after(error)
+                self._group.rejoin_after(error, request.member_epoch)
             elif error.retriable:
                 self._link.invalidate()
 

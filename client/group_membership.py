@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from rill.client import protocol
 from rill.client.coordinator import CoordinatorLink, coordinator_moved
@@ -43,7 +44,9 @@ class GroupMembership:
         self._assignor = assignor
         self._session_timeout_ms = session_timeout_ms
         self._interval_s = heartbeat_interval_ms / 1000
-        self.member_id = ""
+        self.session_timeout_s = session_timeout_ms / 1000
+        self.answers = 0  # heartbeat answers received, so a caller can wait for the next one
+        self.member_id = uuid.uuid4().hex  # the member names itself (KIP-1082), so a lost join answer is harmless
         self.member_epoch = JOIN_EPOCH
         self.assignment: set[TopicPartition] | None = None  # the latest answer, until the consumer takes it
         self._in_flight = False
@@ -102,6 +105,7 @@ class GroupMembership:
             return
         self.member_id = response.member_id
         self.member_epoch = response.member_epoch
+        self.answers += 1
         self.assignment = {TopicPartition(t.topic, p) for t in response.assignment for p in t.partitions}
         interval = self._interval_s
         if response.heartbeat_interval_ms > 0:
@@ -111,7 +115,7 @@ class GroupMembership:
     def _on_error(self, error: RillError) -> None:
         if isinstance(error, (UnknownMemberIdError, FencedMemberEpochError)):
             log.info("group %s: joining again: %s", self.group_id, error)
-            self.member_id, self.member_epoch = "", JOIN_EPOCH
+            self.member_epoch = JOIN_EPOCH
             self._next_heartbeat = 0.0
         elif coordinator_moved(error):
             self._link.invalidate()
@@ -119,13 +123,15 @@ class GroupMembership:
         else:
             self._fatal = error
 
-    def rejoin_after(self, error: RillError) -> None:
-        """A commit found this member unknown or stale: join again at the next tick."""
-        self._on_error(error)
+    def rejoin_after(self, error: RillError, member_epoch: int) -> None:
+        """A commit sent at ``member_epoch`` found the member unknown or fenced: join again, unless the
+        member has moved on since (joined again already)."""
+        if member_epoch == self.member_epoch:
+            self._on_error(error)
 
     def leave(self) -> None:
         """Tell the coordinator this member is gone, so its partitions move at once (best effort)."""
-        if not self.member_id or self._link.address is None:
+        if not self.joined or self._link.address is None:
             return
         try:
             self._network.request(self._link.address, protocol.CONSUMER_GROUP_HEARTBEAT,

@@ -382,7 +382,7 @@ class ConsumerGroupHeartbeatRequest(Struct):
     """
 
     group_id: str
-    member_id: str  # "" to join: the coordinator names the member
+    member_id: str  # chosen by the member (a UUID); "" lets the coordinator name it
     member_epoch: int
     client_id: str
     subscribed_topics: list[str]

@@ -95,6 +95,7 @@ class ConsumerGroup:
         self.target: dict[str, set[TopicPartition]] = {}
         self.offsets: dict[TopicPartition, CommittedOffset] = {}
         self._topics_seen: tuple = ()
+        self.claims_until = 0.0  # after a coordinator failover: until then, members get back only what they own
 
     # ---- what the group looks like -------------------------------------------------------
 
@@ -156,6 +157,8 @@ class ConsumerGroup:
         kept = {tp for tp in owned if tp not in others and member.subscribes_to(tp.topic)}
         member.owned = set(kept)
         member.granted = set(kept)
+        for other in self.target.values():
+            other -= kept
         self.target[member.member_id] = set(kept)
         self.members[member.member_id] = member
         return member
@@ -170,10 +173,16 @@ class ConsumerGroup:
         return member
 
     def _reconcile(self, member: Member) -> None:
-        """Grant the member its target minus what other members still hold; its epoch follows the group's."""
+        """Grant the member its target minus what other members still hold; its epoch follows the group's.
+
+        Right after a coordinator failover, members are still coming back, each reporting what it owns:
+        until ``claims_until`` a partition goes only to the member that reports owning it, so nobody
+        takes a partition from a member that has not rejoined yet.
+        """
         wanted = self.target.get(member.member_id, set())
         others = self._held_by_others(member.member_id)
-        granted = {tp for tp in wanted if tp not in others}
+        claiming = time.monotonic() < self.claims_until
+        granted = {tp for tp in wanted if tp not in others and (not claiming or tp in member.owned)}
         if granted != member.granted or member.epoch != self.epoch:
             member.previous_epoch, member.epoch = member.epoch, self.epoch
             member.granted = granted

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_GROUP_ID_LENGTH = 249
 COMMIT_TIMEOUT_MS = 5_000
 REPLAY_READ_BYTES = 1 << 20
+REJOIN_WINDOW_S = 3.0  # after loading a partition, members rejoining keep what they own before others get it
 OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(16 << 20), "min.insync.replicas": "2"}
 
 TopicCreator = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
@@ -88,6 +89,8 @@ class GroupCoordinator:
                     group.offsets[record.partition] = CommittedOffset(record.offset, record.metadata)
             offset = _next_offset(data)
         loaded = {group_id: group for group_id, group in groups.items() if group.offsets}
+        for group in loaded.values():
+            group.claims_until = time.monotonic() + REJOIN_WINDOW_S
         log.info("%s-%d: loaded %d groups", OFFSETS_TOPIC, partition.index, len(loaded))
         return loaded
 

@@ -84,6 +84,7 @@ class Node:
         context = zmq.asyncio.Context()
         self.client = BrokerClient(context, config.node_id, {n.node_id: f"{n.host}:{n.port}" for n in config.nodes})
         self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms)
+        self.logs.cleanable_end_offset = self._high_watermark
         self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
         self.coordinator = GroupCoordinator(config.node_id, self.state, self.replicas, self._create_topic)
         try:
@@ -172,6 +173,11 @@ class Node:
             name = event.removeprefix("topic:")
             self.replicas.apply_topic(name, self.state.topics.get(name))
             self.coordinator.topics_changed()
+
+    def _high_watermark(self, topic: str, index: int) -> int:
+        """Compaction stops here: records above the high watermark may still be truncated away."""
+        partition = self.replicas.partitions.get((topic, index))
+        return partition.high_watermark if partition is not None else 0
 
     def _role_changed(self, partition: Partition, role: str) -> None:
         if role == "follower":

@@ -127,9 +127,10 @@ class ReplicaFetcher:
             return
         by_topic: dict[str, list[protocol.PartitionFetch]] = {}
         topic_ids: dict[str, str] = {}
+        asked = {key: partition.log.log_end_offset for key, partition in partitions.items()}
         for (topic, index), partition in partitions.items():
             by_topic.setdefault(topic, []).append(protocol.PartitionFetch(
-                index, partition.log.log_end_offset, PARTITION_MAX_BYTES, partition.state.leader_epoch))
+                index, asked[(topic, index)], PARTITION_MAX_BYTES, partition.state.leader_epoch))
             topic_ids[topic] = partition.topic_id
         request = protocol.FetchRequest(FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES,
                                         [protocol.TopicFetch(t, parts, topic_ids[t]) for t, parts in by_topic.items()],
@@ -143,18 +144,22 @@ class ReplicaFetcher:
                 partition = partitions.get(key)
                 if partition is None or self._following.get(leader, {}).get(key) is not partition:
                     continue  # moved to another leader while the fetch was out
-                failed |= self._apply(key, partition, answer)
+                failed |= self._apply(key, partition, answer, asked[key])
         if failed:
             await asyncio.sleep(RETRY_BACKOFF_S)
 
-    def _apply(self, key: tuple[str, int], partition: Partition, answer: protocol.PartitionFetchResponse) -> bool:
-        """Append one partition's answer; True if it failed (so the loop backs off)."""
+    def _apply(self, key: tuple[str, int], partition: Partition, answer: protocol.PartitionFetchResponse,
+               fetch_offset: int) -> bool:
+        """Append one partition's answer; True if it failed (so the loop backs off).
+
+        The first batch starts at the offset asked, or (compacted topics) after a gap the cleaner left.
+        """
         if answer.error_code:
             error = error_for_code(answer.error_code, answer.error_message)
             if isinstance(error, OffsetOutOfRangeError):
                 self._out_of_range(partition, answer)
             return True
-        if answer.records and _first_offset(answer.records) != partition.log.log_end_offset:
+        if answer.records and not _follows(partition, fetch_offset, _first_offset(answer.records)):
             self._needs_truncation.add(key)  # the log moved under the fetch (truncated meanwhile)
             return True
         before = partition.high_watermark
@@ -171,6 +176,14 @@ class ReplicaFetcher:
             log_.truncate_fully_and_start_at(answer.log_start_offset)
         else:
             self._needs_truncation.add((partition.topic, partition.index))
+
+
+def _follows(partition: Partition, fetch_offset: int, first_offset: int) -> bool:
+    """Whether fetched batches starting at ``first_offset`` continue this replica's log."""
+    end = partition.log.log_end_offset
+    if end != fetch_offset:
+        return False
+    return first_offset == end or (partition.log.config.compact and first_offset > end)
 
 
 def _first_offset(records: bytes) -> int:

@@ -360,7 +360,8 @@ def groups_reset_offsets(group_id: str, topic_name: str, to_earliest: bool, to_l
         offsets = admin.reset_offsets(group_id, topic_name, to_earliest=to_earliest, to_latest=to_latest,
                                       to_offset=to_offset, to_datetime=to_datetime,
                                       partitions=list(partitions) or None)
-    _console().print(tables.new_offsets_table(group_id, offsets))
+    click.echo(f"group {group_id}: committed new offsets for {len(offsets)} partition(s) of {topic_name}")
+    _console().print(tables.new_offsets_table(offsets))
 
 
 @groups.command("delete")

@@ -163,6 +163,6 @@ def group_tables(description: GroupDescription) -> list[Table]:
     return [build_table(f"members: {len(description.members)}", MEMBER_COLUMNS, description.members), partitions]
 
 
-def new_offsets_table(group_id: str, offsets: dict[TopicPartition, int]) -> Table:
+def new_offsets_table(offsets: dict[TopicPartition, int]) -> Table:
     """The offsets a reset committed, one line per partition."""
-    return build_table(f"new offsets of group {group_id}", NEW_OFFSET_COLUMNS, sorted(offsets.items()))
+    return build_table("new offsets", NEW_OFFSET_COLUMNS, sorted(offsets.items()))

@@ -9,8 +9,8 @@ so every committed offset is one the test chose.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Iterator
 
 import pytest
 

@@ -229,6 +229,7 @@ class Admin:
         return [TopicPartition(topic, index) for index in indexes]
 
     def _target_offsets(self, partitions: list[TopicPartition], target: ResetTarget) -> dict[TopicPartition, int]:
+        """Where a reset puts each partition, from ListOffsets (log start, log end, or by timestamp)."""
         kind, value = target
         if kind == "earliest":
             return self._list_offsets(partitions, protocol.EARLIEST_TIMESTAMP)

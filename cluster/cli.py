@@ -304,7 +304,7 @@ def groups() -> None:
 @groups.command("list")
 @bootstrap_option
 def groups_list(bootstrap: str) -> None:
-    """Show every consumer group: its state and how many members it has."""
+    """Show every group's state and member count."""
     from rill.client import Admin
 
     with Admin(bootstrap) as admin:
@@ -368,7 +368,10 @@ def groups_reset_offsets(group_id: str, topic_name: str, to_earliest: bool, to_l
 @click.argument("group_id", metavar="GROUP")
 @bootstrap_option
 def groups_delete(group_id: str, bootstrap: str) -> None:
-    """Delete a group and its committed offsets (only while it has no members)."""
+    """Delete a group and its committed offsets.
+
+    Only a group without members: stop its consumers first.
+    """
     from rill.client import Admin
 
     with Admin(bootstrap) as admin:

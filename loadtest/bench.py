@@ -16,6 +16,8 @@ results, and stops the brokers by pid. Run with ``make bench`` (or
 - failover: kill -9 of the partition leader while a producer sends an
   acks=all record every 5 ms; the time until the first record sent after the
   kill is acknowledged; median over ``--failover-rounds`` kills.
+- consumer group: three member processes on 6 partitions, and the time
+  rebalances take on a join and a crash (loadtest/group_bench.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from rill.client import Admin, Consumer, Producer
 from rill.cluster import launcher
 from rill.cluster.layout import ClusterLayout, free_base_port
 
+from group_bench import SESSION_TIMEOUT_MS, bench_group
+
 SEND_TIME = struct.Struct(">q")
 
 
@@ -57,6 +61,7 @@ class Settings:
     latency_rate: int
     latency_seconds: float
     failover_rounds: int
+    group_rate: int
 
 
 def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:
@@ -260,7 +265,22 @@ def replicated_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str
         rows.append(("failover, 3 brokers, RF=3", f"{len(times)} kills",
                      "kill -9 of the leader -> first acks=all write sent after it is acknowledged",
                      f"median {statistics.median(times):.2f} s (each: {', '.join(f'{t:.2f}' for t in times)})"))
-    return rows
+    return rows + group_rows(layout, settings)
+
+
+def group_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str, str, str]]:
+    group = bench_group(layout.bootstrap, settings.records, make_values(1_000, settings.value_bytes),
+                        settings.group_rate)
+    megabytes = settings.value_bytes / 1e6
+    return [
+        ("consumer group of 3, 3 brokers", f"{settings.records:,}", "3 member processes, 6 partitions, RF=3",
+         f"{group.records_per_s:,.0f} records/s ({group.records_per_s * megabytes:,.1f} MB/s) aggregate"),
+        ("join rebalance", "2 -> 3 members", f"stream of {settings.group_rate:,} records/s",
+         f"newcomer owns its share after {group.join_s:.2f} s; old members' longest pause "
+         f"{group.join_pause_ms:.0f} ms (before the join: {group.steady_gap_ms:.0f} ms)"),
+        ("crash rebalance", "kill -9 of 1 of 3", f"session timeout {SESSION_TIMEOUT_MS / 1000:g} s",
+         f"survivors own every partition {group.crash_s:.2f} s after the kill"),
+    ]
 
 
 @click.command()
@@ -273,6 +293,7 @@ def replicated_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str
 @click.option("--latency-rate", default=10_000, show_default=True, help="Records/s during the latency run.")
 @click.option("--latency-seconds", default=10.0, show_default=True)
 @click.option("--failover-rounds", default=5, show_default=True, help="Leader kills to time (0: none).")
+@click.option("--group-rate", default=20_000, show_default=True, help="Records/s during the rebalance runs.")
 @click.option("--replicated/--single-only", default=True, show_default=True, help="Also run the 3-broker runs.")
 def main(replicated: bool, **options) -> None:
     """Measure throughput, latency and failover against fresh local clusters (1 broker, then 3)."""

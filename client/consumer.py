@@ -257,7 +257,8 @@ class Consumer:
         if not missing:
             return
         if self._reset in ("error", "none"):
-            raise NoOffsetForPartitionError(f"no committed offset for {_names(sorted(missing))} and auto_offset_reset is {self._reset!r}")
+            raise NoOffsetForPartitionError(
+                f"no committed offset for {_names(sorted(missing))} and auto_offset_reset is {self._reset!r}")
         timestamp = protocol.EARLIEST_TIMESTAMP if self._reset == "earliest" else protocol.LATEST_TIMESTAMP
         self._reset_positions(missing, timestamp)
 

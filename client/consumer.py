@@ -52,6 +52,7 @@ RESET_STRATEGIES = ("earliest", "latest", "error", "none")  # "none" is Kafka's 
 ASSIGNORS = ("sticky", "range", "roundrobin")
 RETRY_BACKOFF_S = 0.1
 NO_OFFSET = -1
+ASYNC_FIND_TIMEOUT_S = 1.0  # an asynchronous commit waits at most this long for a coordinator
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], None]
 
 
@@ -526,11 +527,18 @@ class Consumer:
     def _commit(self, offsets: dict[TopicPartition, int], asynchronous: bool) -> None:
         """Commit; a synchronous commit refused for an unknown member or an old epoch (the coordinator moved,
         a heartbeat answer was in flight) catches up with the group once and tries again."""
-        if asynchronous and self._link.address is not None:
+        if asynchronous:
+            try:
+                address = self._link.find(time.monotonic() + ASYNC_FIND_TIMEOUT_S)
+            except RillError as error:
+                log.warning("group %s: asynchronous commit skipped, no coordinator: %s", self._link.group_id, error)
+                return
             request = self._commit_request(offsets)
-            self._network.send(self._link.address, protocol.OFFSET_COMMIT, request,
-                               lambda response, error: self._on_async_commit(request, response, error),
-                               self._timeout_ms)
+            if not self._network.send(address, protocol.OFFSET_COMMIT, request,
+                                      lambda response, error: self._on_async_commit(request, response, error),
+                                      self._timeout_ms):
+                log.warning("group %s: asynchronous commit skipped, coordinator not connected", self._link.group_id)
+                self._link.invalidate()
             return
         if self._group is not None and not self._group.joined:
             self._await_heartbeat_answer()

@@ -54,6 +54,7 @@ class NodeConfig:
     controlled_shutdown_timeout_ms: int = 15_000
     auto_leader_rebalance: bool = True
     max_request_bytes: int = 104_857_600
+    offsets_topic_segment_bytes: int = 16_777_216  # Kafka's offsets.topic.segment.bytes (there 100 MiB)
     topic_defaults: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -83,6 +84,9 @@ class NodeConfig:
         if not 0 < self.heartbeat_interval_ms * 2 <= self.session_timeout_ms:
             problems.append(f"session_timeout_ms ({self.session_timeout_ms}) must be at least twice "
                             f"heartbeat_interval_ms ({self.heartbeat_interval_ms})")
+        if self.offsets_topic_segment_bytes < 1024:
+            problems.append(f"offsets_topic_segment_bytes must be at least 1024, got "
+                            f"{self.offsets_topic_segment_bytes}")
         if problems:
             raise InvalidConfigError("; ".join(problems))
         return self
@@ -126,6 +130,7 @@ def load_node_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig
             replica_lag_time_max_ms=int(values.get("replica_lag_time_max_ms", 10_000)),
             controlled_shutdown_timeout_ms=int(values.get("controlled_shutdown_timeout_ms", 15_000)),
             auto_leader_rebalance=bool(values.get("auto_leader_rebalance", True)),
+            offsets_topic_segment_bytes=int(values.get("offsets_topic_segment_bytes", 16_777_216)),
             topic_defaults={str(k): str(v) for k, v in values.get("topic_defaults", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as error:

@@ -44,7 +44,6 @@ MAX_GROUP_ID_LENGTH = 249
 COMMIT_TIMEOUT_MS = 5_000
 REPLAY_READ_BYTES = 1 << 20
 REJOIN_WINDOW_S = 3.0  # after loading a partition, members rejoining keep what they own before others get it
-OFFSETS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(16 << 20), "min.insync.replicas": "2"}
 
 TopicCreator = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
 
@@ -52,8 +51,10 @@ TopicCreator = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
 class GroupCoordinator:
     """Serves the group APIs for the groups whose offsets partition this broker leads."""
 
-    def __init__(self, node_id: int, state: MetadataState, replicas: ReplicaManager, create_topic: TopicCreator):
+    def __init__(self, node_id: int, state: MetadataState, replicas: ReplicaManager, create_topic: TopicCreator,
+                 offsets_segment_bytes: int):
         self._node_id = node_id
+        self._offsets_segment_bytes = offsets_segment_bytes
         self._state = state
         self._replicas = replicas
         self._create_topic = create_topic
@@ -140,7 +141,8 @@ class GroupCoordinator:
             return
         self._creating = True
         replication = min(3, max(1, len(self._state.live_brokers())))
-        config = dict(OFFSETS_TOPIC_CONFIG, **{"min.insync.replicas": str(min(2, replication))})
+        config = {"cleanup.policy": "compact", "segment.bytes": str(self._offsets_segment_bytes),
+                  "min.insync.replicas": str(min(2, replication))}
 
         async def create() -> None:
             try:

@@ -86,7 +86,8 @@ class Node:
         self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms)
         self.logs.cleanable_end_offset = self._high_watermark
         self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
-        self.coordinator = GroupCoordinator(config.node_id, self.state, self.replicas, self._create_topic)
+        self.coordinator = GroupCoordinator(config.node_id, self.state, self.replicas, self._create_topic,
+                                            config.offsets_topic_segment_bytes)
         try:
             server = self._bind(context)
             me = config.me

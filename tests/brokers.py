@@ -64,6 +64,15 @@ def wait_until(condition: Callable[[], object], timeout_s: float, what: str, int
         time.sleep(interval_s)
 
 
+def poll_until_assigned(consumer, partitions: int, polls: int = 600) -> None:
+    """Poll a group member (it joins and heartbeats inside poll) until it owns ``partitions`` partitions."""
+    for _ in range(polls):
+        consumer.poll(0.05)
+        if len(consumer.assignment()) == partitions:
+            return
+    raise AssertionError(f"the member owns {sorted(consumer.assignment())}, not {partitions} partitions")
+
+
 @dataclass(frozen=True)
 class NodeAddress:
     """Where one node listens, as a ``[[nodes]]`` entry of the node config says it."""

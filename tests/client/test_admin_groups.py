@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from brokers import wait_until
+from brokers import poll_until_assigned, wait_until
 from rill.client import Admin, Consumer, GroupDescription, GroupSummary, PartitionLag, Producer, TopicPartition
 from rill.client.errors import (
     GroupIdNotFoundError,
@@ -58,11 +58,7 @@ def member(shared_broker, group: str, topic: str) -> Iterator[Consumer]:
     consumer = Consumer(shared_broker.bootstrap, group_id=group, topics=[topic], auto_offset_reset="earliest",
                         enable_auto_commit=False, heartbeat_interval_ms=100, client_id="lag-test-member")
     try:
-        for _ in range(600):
-            consumer.poll(0.05)
-            if len(consumer.assignment()) == PARTITIONS:
-                break
-        assert len(consumer.assignment()) == PARTITIONS, consumer.assignment()
+        poll_until_assigned(consumer, PARTITIONS)
         yield consumer
     finally:
         consumer.close()

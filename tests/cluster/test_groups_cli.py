@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from brokers import wait_until
+from brokers import poll_until_assigned, wait_until
 from rill.client import Admin, Consumer, Producer, TopicPartition
 from rill.cluster.cli import main
 
@@ -40,10 +40,7 @@ def member(admin: Admin, shared_broker, group: str, topic: str) -> Iterator[Cons
     consumer = Consumer(shared_broker.bootstrap, group_id=group, topics=[topic], auto_offset_reset="earliest",
                         enable_auto_commit=False, heartbeat_interval_ms=100, client_id="cli-test-member")
     try:
-        for _ in range(600):
-            consumer.poll(0.05)
-            if len(consumer.assignment()) == PARTITIONS:
-                break
+        poll_until_assigned(consumer, PARTITIONS)
         consumer.commit(offsets={TopicPartition(topic, 0): 4, TopicPartition(topic, 1): RECORDS_PER_PARTITION})
 
         def stable() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokers import wait_until
+from brokers import poll_until_assigned, wait_until
 from rill.client import Consumer, Producer
 from rill.client.types import TopicPartition
 from rill.node.offset_records import OFFSETS_TOPIC, partition_for
@@ -34,10 +34,7 @@ def test_offsets_compacted_and_replayed_after_a_replica_missed_them(cluster):
     partitions = [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
     with Consumer(cluster.bootstrap, group_id=GROUP, topics=[TOPIC], auto_offset_reset="earliest",
                   session_timeout_ms=3000, heartbeat_interval_ms=200) as consumer:
-        for _ in range(300):
-            consumer.poll(0.05)
-            if len(consumer.assignment()) == 2:
-                break
+        poll_until_assigned(consumer, 2)
         consumer.commit(offsets={tp: 0 for tp in partitions})
         index = partition_for(GROUP)
         offsets_partition = cluster.wait_full_isr(OFFSETS_TOPIC, 16)[index]

@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 import zmq
 
-from brokers import wait_until
+from brokers import poll_until_assigned, wait_until
 from rill.client import Consumer, Producer, protocol
 from rill.client.errors import (
     FencedMemberEpochError,
@@ -43,15 +43,6 @@ def topic(admin, shared_broker, topic_name) -> str:
     return topic_name
 
 
-def joined(consumer: Consumer, partitions: int) -> None:
-    """Poll until the member owns ``partitions`` partitions."""
-    for _ in range(300):
-        consumer.poll(0.05)
-        if len(consumer.assignment()) == partitions:
-            return
-    raise AssertionError(f"the member got {consumer.assignment()}, not {partitions} partitions")
-
-
 def group_consumer(bootstrap: str, group: str, topic: str, **settings) -> Consumer:
     return Consumer(bootstrap, group_id=group, topics=[topic], auto_offset_reset="earliest",
                     heartbeat_interval_ms=100, session_timeout_ms=3000, **settings)
@@ -70,7 +61,7 @@ def commit(network, bootstrap, group, member_id, epoch, topic, offset=1) -> prot
 
 def test_commit_of_a_partition_the_member_does_not_own(shared_broker, topic, topic_name):
     with group_consumer(shared_broker.bootstrap, topic_name, topic) as first:
-        joined(first, 2)
+        poll_until_assigned(first, 2)
         first.commit(offsets={TopicPartition(topic, 0): 3, TopicPartition(topic, 1): 4})
         with group_consumer(shared_broker.bootstrap, topic_name, topic) as second:
             for _ in range(300):
@@ -88,7 +79,7 @@ def test_commit_of_a_partition_the_member_does_not_own(shared_broker, topic, top
 def test_commit_beyond_the_log_end_and_negative(shared_broker, topic, topic_name):
     partition = TopicPartition(topic, 0)
     with group_consumer(shared_broker.bootstrap, topic_name, topic) as consumer:
-        joined(consumer, 2)
+        poll_until_assigned(consumer, 2)
         consumer.commit(offsets={partition: 5})
         with pytest.raises(OffsetOutOfRangeError, match="beyond the log end"):
             consumer.commit(offsets={partition: 11})

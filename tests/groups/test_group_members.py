@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from brokers import wait_until
-from conftest import produce, wait_processed
+from group_members import produce, wait_processed
 from rill.client import Consumer
 from rill.client.types import TopicPartition
 

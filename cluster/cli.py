@@ -405,16 +405,19 @@ def produce(topic_name: str, key: str | None, acks: str, bootstrap: str) -> None
               help="Stop after this many milliseconds without a new record.")
 @click.option("--print-key", is_flag=True, help="Print key<TAB>value.")
 @click.option("--print-offset", is_flag=True, help="Print partition:offset<TAB> first.")
+@click.option("--group", help="Consume as a member of this consumer group, committing what is printed.")
 @bootstrap_option
 def consume(topic_name: str, from_beginning: bool, max_messages: int | None, idle_timeout_ms: int | None,
-            print_key: bool, print_offset: bool, bootstrap: str) -> None:
+            print_key: bool, print_offset: bool, group: str | None, bootstrap: str) -> None:
     """Print a topic's records, one per line.
 
     Values are decoded as UTF-8 (bad bytes replaced). Stops after
     --max-messages records, after --timeout-ms without one, or at Ctrl-C.
+    With --group, starts at the group's committed offsets (--from-beginning
+    applies only where the group has none) and commits what it printed.
     """
     count = 0
-    records = console.consume_records(bootstrap, topic_name, from_beginning, max_messages, idle_timeout_ms)
+    records = console.consume_records(bootstrap, topic_name, from_beginning, max_messages, idle_timeout_ms, group)
     try:
         with closing(records):
             for record in records:

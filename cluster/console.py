@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol
 
 from rill.client.errors import RillError
-from rill.client.types import Record
+from rill.client.types import Record, TopicPartition
 
 MAX_PENDING_RECORDS = 10_000
 RESULT_TIMEOUT_SECONDS = 60.0
@@ -75,12 +75,13 @@ def strip_newline(line: bytes) -> bytes:
 
 
 def consume_records(bootstrap: str, topic: str, from_beginning: bool, max_messages: int | None,
-                    idle_timeout_ms: int | None) -> Iterator[Record]:
-    """Records of the topic as they arrive.
+                    idle_timeout_ms: int | None, group: str | None = None) -> Iterator[Record]:
+    """Records of the topic as they arrive; with ``group``, as a member of that consumer group.
 
     Stops after ``max_messages`` records or ``idle_timeout_ms`` without a new
     one; with neither, it runs until the caller stops (Ctrl-C), as a console
-    consumer should.
+    consumer should. A group member commits what it has printed after each
+    batch, so the group resumes after the last record printed.
     """
     from rill.client import Consumer  # imported here: only commands that talk to brokers load the client
 
@@ -88,7 +89,8 @@ def consume_records(bootstrap: str, topic: str, from_beginning: bool, max_messag
     idle_seconds = math.inf if idle_timeout_ms is None else idle_timeout_ms / 1000
     last_record_at = time.monotonic()
     reset = "earliest" if from_beginning else "latest"
-    with Consumer(bootstrap, topics=[topic], auto_offset_reset=reset) as consumer:
+    settings = {"group_id": group, "enable_auto_commit": False} if group else {}
+    with Consumer(bootstrap, topics=[topic], auto_offset_reset=reset, **settings) as consumer:
         while remaining > 0:
             idle_left = idle_seconds - (time.monotonic() - last_record_at)
             if idle_left <= 0:
@@ -99,6 +101,8 @@ def consume_records(bootstrap: str, topic: str, from_beginning: bool, max_messag
             taken = records[:int(min(remaining, len(records)))]
             remaining -= len(taken)
             yield from taken
+            if group and taken:
+                consumer.commit(offsets={TopicPartition(r.topic, r.partition): r.offset + 1 for r in taken})
 
 
 def format_record(record: Record, print_key: bool, print_offset: bool) -> str:

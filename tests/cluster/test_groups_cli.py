@@ -154,3 +154,14 @@ def test_unknown_group_is_a_one_line_error(rill):
     assert_one_line_error(rill("groups", "describe", "no-such-cli-group"), 1, "GroupIdNotFoundError",
                           "no-such-cli-group")
     assert_one_line_error(rill("groups", "delete", "no-such-cli-group"), 1, "GroupIdNotFoundError")
+
+
+def test_consume_as_a_group_member_resumes_after_what_it_printed(rill, admin, group, topic):
+    first = rill("consume", topic, "--group", group, "--from-beginning", "--max-messages", "12")
+    assert first.exit_code == 0, first.output
+    second = rill("consume", topic, "--group", group, "--from-beginning",  # only where nothing was committed
+                  "--max-messages", str(PARTITIONS * RECORDS_PER_PARTITION - 12), "--timeout-ms", "10000")
+    assert second.exit_code == 0, second.output
+    printed = first.stdout.splitlines() + second.stdout.splitlines()
+    assert sorted(printed, key=int) == [str(index) for index in range(PARTITIONS * RECORDS_PER_PARTITION)]
+    assert admin.describe_group(group).total_lag == 0

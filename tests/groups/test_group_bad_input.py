@@ -12,6 +12,7 @@ from rill.client import Consumer, Producer, protocol
 from rill.client.errors import (
     FencedMemberEpochError,
     GroupIdNotFoundError,
+    GroupNotEmptyError,
     InvalidConfigError,
     InvalidGroupIdError,
     NoOffsetForPartitionError,
@@ -156,3 +157,17 @@ def test_bad_group_ids_assignors_patterns_and_unknown_groups(shared_broker, netw
 def _coordinator(network, bootstrap, group) -> str | None:
     answer = network.request(bootstrap, protocol.FIND_COORDINATOR, protocol.FindCoordinatorRequest(group), 5_000)
     return f"{answer.host}:{answer.port}" if answer.error_code == 0 else None
+
+
+def test_a_consumer_with_assigned_partitions_commits_only_for_an_empty_group(shared_broker, topic, topic_name):
+    partition = TopicPartition(topic, 0)
+    with Consumer(shared_broker.bootstrap, group_id=topic_name, enable_auto_commit=False) as outsider:
+        outsider.assign([partition])
+        outsider.commit(offsets={partition: 4})
+        assert outsider.committed([partition]) == {partition: 4}
+        with group_consumer(shared_broker.bootstrap, topic_name, topic, enable_auto_commit=False) as member:
+            poll_until_assigned(member, 2)
+            assert member.position(partition) == 4, "the member starts at the group's committed offset"
+            with pytest.raises(GroupNotEmptyError):
+                outsider.commit(offsets={partition: 7})
+        assert outsider.committed([partition]) == {partition: 4}

@@ -27,14 +27,14 @@ from rill.client.errors import (
     InvalidConfigError,
     InvalidGroupIdError,
     NotControllerError,
-    NotLeaderError,
     RequestTimeoutError,
     RillError,
     UnknownTopicError,
     error_for_code,
 )
 from rill.client.metadata import ClusterMetadata
-from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, parse_bootstrap
+from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, attempt_ms, parse_bootstrap
+from rill.client.offset_lookup import list_offsets
 from rill.client.types import (
     BrokerInfo,
     ClusterDescription,
@@ -48,7 +48,6 @@ from rill.client.types import (
 )
 
 RETRY_BACKOFF_S = 0.1
-MAX_ATTEMPT_MS = 5_000
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_MEMBER_ID, NO_MEMBER_EPOCH = "", -1  # an offset commit from outside the group (only while it has no members)
@@ -251,53 +250,7 @@ class Admin:
         return self._list_offsets(existing, protocol.LATEST_TIMESTAMP)
 
     def _list_offsets(self, partitions: list[TopicPartition], timestamp: int) -> dict[TopicPartition, int]:
-        """ListOffsets from each partition's leader; retriable errors are retried until the request timeout."""
-        deadline = time.monotonic() + self._timeout_ms / 1000
-        found: dict[TopicPartition, int] = {}
-        pending = list(partitions)
-        for _ in range(10_000):
-            error = self._ask_offsets(pending, timestamp, found, deadline)
-            pending = [tp for tp in pending if tp not in found]
-            if not pending:
-                return found
-            if time.monotonic() + RETRY_BACKOFF_S >= deadline:
-                break
-            time.sleep(RETRY_BACKOFF_S)
-            self._metadata.refresh(self._network, sorted({tp.topic for tp in pending}), self._timeout_ms)
-        raise error or RequestTimeoutError(f"no offsets for {len(pending)} partition(s) within the request timeout")
-
-    def _ask_offsets(self, partitions: list[TopicPartition], timestamp: int, found: dict[TopicPartition, int],
-                     deadline: float) -> RillError | None:
-        """One ListOffsets round, a request per leader; fills ``found`` and returns the last retriable error."""
-        by_leader: dict[str, list[TopicPartition]] = {}
-        last_error: RillError | None = None
-        for tp in partitions:
-            address = self._metadata.leader_address(tp.topic, tp.partition)
-            if address is None:
-                last_error = NotLeaderError(f"{tp.topic}-{tp.partition} has no leader now")
-            else:
-                by_leader.setdefault(address, []).append(tp)
-        for address, asked in by_leader.items():
-            request = protocol.ListOffsetsRequest([
-                protocol.TopicListOffsets(topic.topic, [protocol.PartitionListOffsets(p, timestamp)
-                                                        for p in topic.partitions])
-                for topic in protocol.topic_partitions(asked)])
-            try:
-                answer = self._network.request(address, protocol.LIST_OFFSETS, request, _attempt_ms(deadline))
-            except RillError as error:
-                if not error.retriable:
-                    raise
-                last_error = error
-                continue
-            for topic in answer.topics:
-                for result in topic.partitions:
-                    if not result.error_code:
-                        found[TopicPartition(topic.topic, result.partition)] = result.offset
-                        continue
-                    last_error = error_for_code(result.error_code, result.error_message)
-                    if not last_error.retriable:
-                        raise last_error
-        return last_error
+        return list_offsets(self._network, self._metadata, {tp: timestamp for tp in partitions}, self._timeout_ms)
 
     def _every_broker(self, api: protocol.Api, body: Any) -> list[Any]:
         """One answer from each live broker; one that does not answer is retried until the request timeout."""
@@ -309,7 +262,7 @@ class Admin:
                 if node_id in answers:
                     continue
                 try:
-                    answers[node_id] = self._network.request(address, api, body, _attempt_ms(deadline),
+                    answers[node_id] = self._network.request(address, api, body, attempt_ms(deadline),
                                                              connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
                 except RillError as error:
                     if not error.retriable:
@@ -359,11 +312,6 @@ def _config_value(value: Any) -> str:
 def _raise_for(result: protocol.TopicResult) -> None:
     if result.error_code:
         raise error_for_code(result.error_code, result.error_message)
-
-
-def _attempt_ms(deadline: float) -> int:
-    """The timeout of one attempt: what is left before the deadline, at most MAX_ATTEMPT_MS."""
-    return max(1, min(MAX_ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))
 
 
 def _ids(numbers: list[int]) -> str:

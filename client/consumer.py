@@ -44,6 +44,7 @@ from rill.client.errors import (
 from rill.client.group_membership import GroupMembership
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient, parse_bootstrap
+from rill.client.offset_lookup import list_offsets
 from rill.client.types import Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ class Consumer:
             raise InvalidConfigError(f"fetch_max_wait_ms must be >= 0, got {fetch_max_wait_ms!r}")
         if heartbeat_interval_ms >= session_timeout_ms:
             raise InvalidConfigError("heartbeat_interval_ms must be lower than session_timeout_ms")
+        if isinstance(topics, str):
+            raise InvalidConfigError(f"topics is a list of topic names, got the string {topics!r}")
         self._reset = auto_offset_reset
         self._fetch_min_bytes = fetch_min_bytes
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -268,50 +271,7 @@ class Consumer:
             self._seek(tp, offset)
 
     def _list_offsets(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """ListOffsets to each partition's leader, retrying retriable errors until the request timeout."""
-        deadline = time.monotonic() + self._timeout_ms / 1000
-        result: dict[TopicPartition, int] = {}
-        pending = dict(timestamps)
-        while pending:
-            self._ask_offsets(pending, result)
-            if not pending:
-                break
-            if time.monotonic() + RETRY_BACKOFF_S > deadline:
-                raise self._last_offsets_error
-            time.sleep(RETRY_BACKOFF_S)
-            self._metadata.refresh(self._network, sorted({tp.topic for tp in pending}), self._timeout_ms)
-        return result
-
-    def _ask_offsets(self, pending: dict[TopicPartition, int], result: dict[TopicPartition, int]) -> None:
-        self._last_offsets_error: RillError = OffsetOutOfRangeError("no leader known")
-        by_address: dict[str, list[TopicPartition]] = {}
-        for tp in pending:
-            address = self._metadata.leader_address(tp.topic, tp.partition)
-            if address is not None:
-                by_address.setdefault(address, []).append(tp)
-        for address, partitions in by_address.items():
-            request = protocol.ListOffsetsRequest([
-                protocol.TopicListOffsets(tp.topic, [protocol.PartitionListOffsets(tp.partition, pending[tp])])
-                for tp in partitions
-            ])
-            try:
-                response = self._network.request(address, protocol.LIST_OFFSETS, request, self._timeout_ms)
-            except RillError as error:
-                if not error.retriable:
-                    raise
-                self._last_offsets_error = error
-                continue
-            for topic in response.topics:
-                for answer in topic.partitions:
-                    tp = TopicPartition(topic.topic, answer.partition)
-                    if answer.error_code:
-                        error = error_for_code(answer.error_code, answer.error_message)
-                        if not error.retriable:
-                            raise error
-                        self._last_offsets_error = error
-                        continue
-                    result[tp] = answer.offset
-                    pending.pop(tp, None)
+        return list_offsets(self._network, self._metadata, timestamps, self._timeout_ms)
 
     # ---- poll ---------------------------------------------------------------------
 

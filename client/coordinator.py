@@ -25,12 +25,11 @@ from rill.client.errors import (
     error_for_code,
 )
 from rill.client.metadata import ClusterMetadata
-from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient
+from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, attempt_ms
 
 RETRY_BACKOFF_S = 0.1
 COORDINATOR_MOVED = (NotCoordinatorError, CoordinatorNotAvailableError, CoordinatorLoadInProgressError,
                      BrokerNotAvailableError, RequestTimeoutError)
-MAX_ATTEMPT_MS = 5_000
 
 
 def coordinator_moved(error: RillError) -> bool:
@@ -61,7 +60,7 @@ class CoordinatorLink:
                 try:
                     response = self._network.request(address, protocol.FIND_COORDINATOR,
                                                      protocol.FindCoordinatorRequest(self.group_id),
-                                                     _attempt_ms(deadline), connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
+                                                     attempt_ms(deadline), connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
                 except RillError as error:
                     last_error = error
                     continue
@@ -93,7 +92,7 @@ class CoordinatorLink:
                 break
             try:
                 address = self.find(deadline)
-                response = self._network.request(address, api, body, _attempt_ms(deadline))
+                response = self._network.request(address, api, body, attempt_ms(deadline))
                 if response.error_code:
                     raise error_for_code(response.error_code, response.error_message)
                 return response
@@ -105,6 +104,3 @@ class CoordinatorLink:
                 time.sleep(RETRY_BACKOFF_S)
         raise last_error or RequestTimeoutError(f"{api.name} for group {self.group_id!r} timed out")
 
-
-def _attempt_ms(deadline: float) -> int:
-    return max(1, min(MAX_ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))

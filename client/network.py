@@ -33,6 +33,7 @@ Callback = Callable[[Any, RillError | None], None]
 MAX_RESPONSE_BYTES = 1 << 30
 CONNECT_TIMEOUT_MS = 1_000
 FAST_CONNECT_TIMEOUT_MS = 250  # for requests any of several brokers can answer: skip a slow one
+MAX_ATTEMPT_MS = 5_000  # one attempt of a request retried until a deadline
 
 
 class _InFlight:
@@ -43,6 +44,11 @@ class _InFlight:
         self.address = address
         self.callback = callback
         self.deadline = deadline
+
+
+def attempt_ms(deadline: float) -> int:
+    """The timeout of one attempt: what is left before the (monotonic) deadline, at most MAX_ATTEMPT_MS."""
+    return max(1, min(MAX_ATTEMPT_MS, int((deadline - time.monotonic()) * 1000)))
 
 
 def parse_bootstrap(bootstrap: str) -> list[str]:

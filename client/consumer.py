@@ -191,7 +191,7 @@ class Consumer:
         topics = set(self._subscription)
         if self._pattern is not None:
             topics |= {name for name in self._metadata.partitions
-                       if not name.startswith("__") and self._pattern.fullmatch(name)}
+                       if name not in protocol.INTERNAL_TOPICS and self._pattern.fullmatch(name)}
         wanted = {TopicPartition(topic, p.partition)
                   for topic in topics for p in self._metadata.partitions.get(topic, [])}
         self._states = {tp: self._states.get(tp) or _PartitionState() for tp in wanted}

@@ -348,6 +348,9 @@ class NodeStatusResponse(Struct):
 
 # ---- consumer groups (KIP-848 style: the coordinator computes assignments) ---
 
+OFFSETS_TOPIC = "__consumer_offsets"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})  # written only by brokers; never matched by subscription patterns
+
 
 class FindCoordinatorRequest(Struct):
     group_id: str

@@ -32,6 +32,7 @@ from rill.client.errors import (
     StaleMemberEpochError,
     UnknownMemberIdError,
 )
+from rill.client.protocol import INTERNAL_TOPICS
 from rill.client.types import TopicPartition
 from rill.node.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, assign
 
@@ -40,7 +41,6 @@ LEAVE_EPOCH = -1
 RECONCILE_HEARTBEAT_MS = 50  # how soon a member still reconciling should heartbeat again
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
-INTERNAL_TOPIC_PREFIX = "__"
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ class Member:
     def subscribes_to(self, topic: str) -> bool:
         if topic in self.topics:
             return True
-        return bool(self.pattern) and not topic.startswith(INTERNAL_TOPIC_PREFIX) and \
-            re.fullmatch(self.pattern, topic) is not None
+        return bool(self.pattern) and topic not in INTERNAL_TOPICS and re.fullmatch(self.pattern, topic) is not None
 
 
 @dataclass

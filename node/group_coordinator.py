@@ -217,7 +217,7 @@ class GroupCoordinator:
         index = partition_for(group_id)
         request = protocol.ProduceRequest(-1, COMMIT_TIMEOUT_MS, [protocol.TopicProduceData(
             OFFSETS_TOPIC, [protocol.PartitionProduceData(index, commit_batch(group_id, offsets))])])
-        response = self._replicas.produce(request)
+        response = self._replicas.produce(request, internal=True)
         if not isinstance(response, protocol.ProduceResponse):
             response = await response
         result = response.topics[0].partitions[0]

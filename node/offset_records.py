@@ -15,10 +15,11 @@ from typing import Iterator
 
 import msgspec
 
+from rill.client import protocol
 from rill.client.batch import COMPRESSION_NONE, decode_batch, encode_batch, iter_batches
 from rill.client.types import TopicPartition
 
-OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_TOPIC = protocol.OFFSETS_TOPIC
 OFFSETS_PARTITIONS = 16
 RECORD_VERSION = 1
 

@@ -23,6 +23,7 @@ from typing import Awaitable, Callable
 from rill.client import protocol
 from rill.client.errors import (
     InvalidRequestError,
+    InvalidTopicError,
     NotLeaderError,
     OffsetNotAvailableError,
     RequestTimeoutError,
@@ -127,15 +128,20 @@ class ReplicaManager:
 
     # ---- produce ------------------------------------------------------------
 
-    def produce(self, request: protocol.ProduceRequest) -> protocol.ProduceResponse | None | Awaitable:
-        """Append every partition's batches; for acks=all, answer once followers have them."""
+    def produce(self, request: protocol.ProduceRequest, internal: bool = False
+                ) -> protocol.ProduceResponse | None | Awaitable:
+        """Append every partition's batches; for acks=all, answer once followers have them.
+
+        Only the broker itself (``internal``) writes to internal topics (``__consumer_offsets``); a client
+        gets InvalidTopicError for them, as in Kafka.
+        """
         if request.acks not in VALID_ACKS:
             raise InvalidRequestError(f"acks must be 0, 1 or -1 (all), got {request.acks}")
         results: list[tuple[str, protocol.PartitionProduceResponse, asyncio.Future | None]] = []
         appended: list[PartitionKey] = []
         for topic_data in request.topics:
             for data in topic_data.partitions:
-                results.append(self._produce_partition(topic_data.topic, data, request.acks, appended))
+                results.append(self._produce_partition(topic_data.topic, data, request.acks, appended, internal))
         self._wake(appended)
         if request.acks == 0:
             return None
@@ -145,8 +151,10 @@ class ReplicaManager:
         return self._await_acks(results, waiting, request.timeout_ms)
 
     def _produce_partition(self, topic: str, data: protocol.PartitionProduceData, acks: int,
-                           appended: list[PartitionKey]):
+                           appended: list[PartitionKey], internal: bool):
         try:
+            if topic in protocol.INTERNAL_TOPICS and not internal:
+                raise InvalidTopicError(f"{topic} is an internal topic: only the brokers write to it")
             partition = self._partition(topic, data.partition)
             info = partition.append_as_leader(data.records, acks)
         except RillError as error:

@@ -15,6 +15,7 @@ from rill.client.errors import (
     GroupNotEmptyError,
     InvalidConfigError,
     InvalidGroupIdError,
+    InvalidTopicError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     PartitionNotOwnedError,
@@ -171,3 +172,14 @@ def test_a_consumer_with_assigned_partitions_commits_only_for_an_empty_group(sha
             with pytest.raises(GroupNotEmptyError):
                 outsider.commit(offsets={partition: 7})
         assert outsider.committed([partition]) == {partition: 4}
+
+
+def test_clients_cannot_write_to_the_offsets_topic(shared_broker, topic, topic_name):
+    partition = TopicPartition(topic, 0)
+    with group_consumer(shared_broker.bootstrap, topic_name, topic, enable_auto_commit=False) as member:
+        poll_until_assigned(member, 2)
+        member.commit(offsets={partition: 6})
+        with Producer(shared_broker.bootstrap, acks="all") as producer:
+            with pytest.raises(InvalidTopicError, match="internal topic"):
+                producer.send(protocol.OFFSETS_TOPIC, b"forged", key=b"forged").result(timeout=30)
+        assert member.committed([partition]) == {partition: 6}

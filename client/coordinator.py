@@ -28,6 +28,7 @@ from rill.client.metadata import ClusterMetadata
 from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, attempt_ms
 
 RETRY_BACKOFF_S = 0.1
+LOOKUP_TIMEOUT_MS = 2_000
 COORDINATOR_MOVED = (NotCoordinatorError, CoordinatorNotAvailableError, CoordinatorLoadInProgressError,
                      BrokerNotAvailableError, RequestTimeoutError)
 
@@ -46,9 +47,33 @@ class CoordinatorLink:
         self.group_id = group_id
         self.timeout_ms = timeout_ms
         self.address: str | None = None
+        self.last_error: RillError | None = None  # why the last lookup failed
+        self._looking = False
+        self._asked = 0
 
     def invalidate(self) -> None:
         self.address = None
+
+    def look_up(self) -> None:
+        """Ask one broker (the next in turn) where the coordinator is, without waiting: the answer sets
+        ``address`` (or ``last_error``) when the network client dispatches it. One lookup at a time."""
+        if self._looking or self.address is not None:
+            return
+        addresses = self._metadata.addresses()
+        address = addresses[self._asked % len(addresses)]
+        self._asked += 1
+        if self._network.send(address, protocol.FIND_COORDINATOR, protocol.FindCoordinatorRequest(self.group_id),
+                              self._on_found, LOOKUP_TIMEOUT_MS):
+            self._looking = True
+
+    def _on_found(self, response: protocol.FindCoordinatorResponse | None, error: RillError | None) -> None:
+        self._looking = False
+        if error is None and response.error_code:
+            error = error_for_code(response.error_code, response.error_message)
+        if error is not None:
+            self.last_error = error
+            return
+        self.address = f"{response.host}:{response.port}"
 
     def find(self, deadline: float) -> str:
         """The coordinator's address, asking brokers in turn until one names it or the deadline passes."""

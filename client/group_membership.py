@@ -28,7 +28,6 @@ JOIN_EPOCH = 0
 LEAVE_EPOCH = -1
 RETRY_BACKOFF_S = 0.1
 LEAVE_TIMEOUT_MS = 2_000
-FIND_TIMEOUT_S = 1.0  # poll goes on fetching meanwhile; the next tick looks again
 
 
 class GroupMembership:
@@ -73,13 +72,20 @@ class GroupMembership:
         if self._in_flight or now < self._next_heartbeat:
             return
         if self._link.address is None:
-            try:
-                self._link.find(now + FIND_TIMEOUT_S)
-            except RillError as error:
-                log.info("group %s: no coordinator yet: %s", self.group_id, error)
-                self._next_heartbeat = time.monotonic() + RETRY_BACKOFF_S
-                return
+            self._look_up_coordinator()
+            return
         self._send(self._request(self.member_epoch, owned))
+
+    def _look_up_coordinator(self) -> None:
+        """Ask for the coordinator without blocking poll (fetching goes on); back off after a failed answer."""
+        error, self._link.last_error = self._link.last_error, None
+        if error is None:
+            self._link.look_up()
+        elif error.retriable:
+            self._next_heartbeat = time.monotonic() + RETRY_BACKOFF_S
+        else:
+            self._fatal = error
+            raise error
 
     def _request(self, epoch: int, owned: set[TopicPartition]) -> protocol.ConsumerGroupHeartbeatRequest:
         return protocol.ConsumerGroupHeartbeatRequest(

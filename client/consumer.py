@@ -53,7 +53,6 @@ RESET_STRATEGIES = ("earliest", "latest", "error", "none")  # "none" is Kafka's 
 ASSIGNORS = ("sticky", "range", "roundrobin")
 RETRY_BACKOFF_S = 0.1
 NO_OFFSET = -1
-ASYNC_FIND_TIMEOUT_S = 1.0  # an asynchronous commit waits at most this long for a coordinator
 RebalanceCallback = Callable[["Consumer", list[TopicPartition]], None]
 
 
@@ -488,10 +487,11 @@ class Consumer:
         """Commit; a synchronous commit refused for an unknown member or an old epoch (the coordinator moved,
         a heartbeat answer was in flight) catches up with the group once and tries again."""
         if asynchronous:
-            try:
-                address = self._link.find(time.monotonic() + ASYNC_FIND_TIMEOUT_S)
-            except RillError as error:
-                log.warning("group %s: asynchronous commit skipped, no coordinator: %s", self._link.group_id, error)
+            address = self._link.address
+            if address is None:
+                self._link.look_up()
+                log.warning("group %s: asynchronous commit skipped: the coordinator is not known yet",
+                            self._link.group_id)
                 return
             request = self._commit_request(offsets)
             if not self._network.send(address, protocol.OFFSET_COMMIT, request,

@@ -9,6 +9,8 @@ BASE_PORT ?= 9092
 DATA_DIR ?= ./data
 SIGNAL ?= KILL
 PYTEST_ARGS ?=
+USERS ?= 20
+RUN_TIME ?= 30s
 
 # Every node's client address: 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 by default,
 # which is also the rill command's default --bootstrap.
@@ -27,7 +29,7 @@ $(error usage: make kill-node N=<node id> [SIGNAL=KILL|TERM|STOP|CONT], or make 
 endif
 endif
 
-.PHONY: cluster status down test bench kill-node start-node clean
+.PHONY: cluster status down test bench loadtest kill-node start-node clean
 
 # The virtualenv, rebuilt when pyproject.toml changes. A failed install
 # backdates .venv so that the next run tries again instead of trusting it.
@@ -47,6 +49,7 @@ cluster: $(VENV)
 	@echo "  seq 1 10 | $(BIN)/rill produce orders $(BOOTSTRAP_FLAG)"
 	@echo "  $(BIN)/rill consume orders --from-beginning --max-messages 10 $(BOOTSTRAP_FLAG)"
 	@echo "  $(BIN)/rill topic describe orders $(BOOTSTRAP_FLAG)"
+	@echo "  make loadtest USERS=20 RUN_TIME=30s"
 	@echo "  make kill-node N=2$(DATA_DIR_VAR); make status$(DATA_DIR_VAR); make start-node N=2$(DATA_DIR_VAR)"
 	@echo "  $(BIN)/rill cluster rebalance-leaders $(BOOTSTRAP_FLAG)"
 	@echo "  make down$(DATA_DIR_VAR)"
@@ -63,6 +66,11 @@ test: $(VENV)
 
 bench: $(VENV)
 	$(BIN)/python loadtest/bench.py
+
+# Locust, headless, against the running cluster (make cluster): publishers and a consumer group.
+loadtest: $(VENV)
+	$(BIN)/locust -f loadtest/locustfile.py --headless --users $(USERS) --spawn-rate $(USERS) \
+		--run-time $(RUN_TIME) --host $(BOOTSTRAP) --only-summary
 
 kill-node: $(VENV)
 	$(BIN)/rill cluster kill $(N) --signal $(SIGNAL) --data-dir $(DATA_DIR)

@@ -17,8 +17,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import zmq
-
 from rill.client import protocol
 from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
@@ -46,6 +44,7 @@ from rill.client.types import (
     TopicDescription,
     TopicPartition,
 )
+from rill.client.zmq_flavor import new_context
 
 RETRY_BACKOFF_S = 0.1
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
@@ -59,7 +58,7 @@ class Admin:
 
     def __init__(self, bootstrap: str, request_timeout_ms: int = 30_000, client_id: str = "rill-admin"):
         self._metadata = ClusterMetadata(parse_bootstrap(bootstrap))
-        self._context = zmq.Context()
+        self._context = new_context()
         self._network = NetworkClient(self._context, client_id)
         self._timeout_ms = request_timeout_ms
         self._lock = threading.Lock()

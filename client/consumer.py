@@ -25,8 +25,6 @@ import time
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
-import zmq
-
 from rill.client import protocol
 from rill.client.batch import check_batch, decode_batch, read_header
 from rill.client.coordinator import CoordinatorLink
@@ -46,6 +44,7 @@ from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient, parse_bootstrap
 from rill.client.offset_lookup import list_offsets
 from rill.client.types import Record, TopicPartition
+from rill.client.zmq_flavor import new_context
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class Consumer:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._metadata = ClusterMetadata(parse_bootstrap(bootstrap))
-        self._context = zmq.Context()
+        self._context = new_context()
         self._network = NetworkClient(self._context, client_id)
         self._link = CoordinatorLink(self._network, self._metadata, group_id, request_timeout_ms) if group_id else None
         self._group: GroupMembership | None = None

@@ -26,6 +26,7 @@ from rill.client.errors import (
     RillError,
     error_for_code,
 )
+from rill.client.zmq_flavor import new_poller
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class NetworkClient:
         self._sockets: dict[str, zmq.Socket] = {}
         self._addresses: dict[zmq.Socket, str] = {}
         self._monitors: dict[zmq.Socket, str] = {}
-        self._poller = zmq.Poller()
+        self._poller = new_poller()
         self._in_flight: dict[int, _InFlight] = {}
         self._in_flight_by_address: dict[str, int] = {}
         self._correlation_ids = itertools.count(1)

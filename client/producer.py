@@ -28,6 +28,7 @@ from rill.client.metadata import ClusterMetadata
 from rill.client.network import parse_bootstrap
 from rill.client.partitioner import StickyPartitioner, partition_for_key
 from rill.client.sender import Sender, SenderConfig
+from rill.client.zmq_flavor import new_context
 
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
 _instances = itertools.count()
@@ -70,7 +71,7 @@ class Producer:
         self._closed = False
         self._partitioner = StickyPartitioner()
         self._sticky = self._partitioner.current  # read without a call on the hot path
-        self._context = zmq.Context()
+        self._context = new_context()
         wake_address = f"inproc://rill-producer-wake-{next(_instances)}"
         self._wake_lock = threading.Lock()
         self._accumulator = RecordAccumulator(batch_size, linger_ms, buffer_memory, max_block_ms,

@@ -406,6 +406,13 @@ class ClusterProcesses:
         return self.wait_for_partition(topic, lambda p: node_id in p.isr, f"broker {node_id} in the ISR",
                                        partition, timeout_s)
 
+    def create_topic(self, topic: str, partitions: int = 1, config: dict[str, object] | None = None
+                     ) -> list[PartitionInfo]:
+        """A topic replicated on every broker, returned once every replica of every partition is in sync."""
+        with self.admin() as admin:
+            admin.create_topic(topic, partitions=partitions, replication_factor=len(self.nodes), config=config)
+        return self.wait_full_isr(topic, partitions)
+
     def wait_full_isr(self, topic: str, partitions: int = 1, timeout_s: float = 30.0) -> list[PartitionInfo]:
         """Every partition of the topic has all its replicas in sync and a live leader."""
         return [self.wait_for_partition(topic, lambda p: p.leader > 0 and sorted(p.isr) == sorted(p.replicas),

@@ -137,9 +137,7 @@ def fetch_raw(address: str, topic: str, leader_epoch: int) -> protocol.Partition
 
 def test_failover_fetch_with_stale_leader_epoch_is_fenced(cluster: ClusterProcesses):
     topic = "epochs"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": 2})
-    before = cluster.wait_full_isr(topic)[0]
+    before = cluster.create_topic(topic, config={"min.insync.replicas": 2})[0]
     with Producer(cluster.bootstrap, acks="all") as producer:
         for number in range(10):
             producer.send(topic, b"%d" % number)

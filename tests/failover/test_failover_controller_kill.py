@@ -10,9 +10,7 @@ from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, r
 
 def test_failover_kill_9_controller_under_load(cluster: ClusterProcesses):
     topic = "kill-controller"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": 2})
-    cluster.wait_full_isr(topic)
+    cluster.create_topic(topic, config={"min.insync.replicas": 2})
     with AckedWriter(cluster.bootstrap, topic, max_in_flight_requests_per_connection=1,
                      retry_backoff_ms=50) as writer:
         writer.wait_acked(1_000, 60)

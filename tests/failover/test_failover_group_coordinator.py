@@ -45,8 +45,7 @@ def coordinator_of(bootstrap: str, group: str) -> int:
 
 
 def test_group_survives_kill_9_of_its_coordinator(cluster):
-    with cluster.admin() as admin:
-        admin.create_topic(TOPIC, partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": 2})
+    cluster.create_topic(TOPIC, partitions=PARTITIONS, config={"min.insync.replicas": 2})
     produce(cluster.bootstrap, 0, 600)
     partitions = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
     members = [Consumer(cluster.bootstrap, group_id=GROUP, topics=[TOPIC], auto_offset_reset="earliest",

@@ -39,9 +39,7 @@ def compare_replicas(cluster: ClusterProcesses, topic: str, high_watermark: int,
 
 def test_failover_kill_9_leader_under_load(cluster: ClusterProcesses):
     topic = "kill-leader"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3, config=TOPIC_CONFIG)
-    before = cluster.wait_full_isr(topic)[0]
+    before = cluster.create_topic(topic, config=TOPIC_CONFIG)[0]
     with TailingReader(cluster.bootstrap, topic) as reader, AckedWriter(
             cluster.bootstrap, topic, max_in_flight_requests_per_connection=1, retry_backoff_ms=50) as writer:
         writer.wait_acked(2_000, 60)
@@ -76,9 +74,7 @@ def test_failover_divergent_leader_truncates_on_return(cluster: ClusterProcesses
     old leader must cut its divergent tail (KIP-101), so the replicas end byte-identical. (acks=1 loses the
     old leader's tail; that is the documented trade, not checked here.)"""
     topic = "divergent"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3)
-    cluster.wait_full_isr(topic)
+    cluster.create_topic(topic)
     with TailingReader(cluster.bootstrap, topic) as reader, AckedWriter(
             cluster.bootstrap, topic, acks=1, retry_backoff_ms=50) as writer:
         writer.wait_acked(1_000, 60)

@@ -42,9 +42,7 @@ def produce_raw(address: str, topic: str, value: bytes, timeout_ms: int) -> prot
 
 def test_failover_two_of_three_down_then_one_back(cluster: ClusterProcesses):
     topic = "two-down"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3, config=TOPIC_CONFIG)
-    cluster.wait_full_isr(topic)
+    cluster.create_topic(topic, config=TOPIC_CONFIG)
     with AckedWriter(cluster.bootstrap, topic, max_in_flight_requests_per_connection=1, retry_backoff_ms=50) as writer:
         writer.wait_acked(1_000, 60)
         leader = cluster.leader_of(topic)
@@ -86,9 +84,7 @@ def test_failover_two_of_three_down_no_controller(cluster: ClusterProcesses):
     """The survivor of a lost majority says there is no controller (ClusterDescription: "-1 while there is
     none") and refuses metadata changes within the request timeout."""
     topic = "no-majority"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3, config=TOPIC_CONFIG)
-    cluster.wait_full_isr(topic)
+    cluster.create_topic(topic, config=TOPIC_CONFIG)
     controller = cluster.controller_id()
     survivor = next(node_id for node_id in cluster.node_ids if node_id != controller)
     for node_id in cluster.node_ids:

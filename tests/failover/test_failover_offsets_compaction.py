@@ -26,8 +26,7 @@ def log_bytes(cluster, node_id: int, partition: int) -> int:
 
 @pytest.mark.cluster_settings(offsets_topic_segment_bytes=4096)
 def test_offsets_compacted_and_replayed_after_a_replica_missed_them(cluster):
-    with cluster.admin() as admin:
-        admin.create_topic(TOPIC, partitions=2, replication_factor=3)
+    cluster.create_topic(TOPIC, partitions=2)
     with Producer(cluster.bootstrap) as producer:
         for number in range(COMMITS + 10):
             producer.send(TOPIC, b"%d" % number, partition=number % 2)

@@ -84,16 +84,19 @@ def assert_only_new_records(cluster: ClusterProcesses, topic: str, high_watermar
         assert values == [record.value for record in records], f"broker {node_id}'s replica differs"
 
 
+def old_topic_and_a_plain_follower(cluster: ClusterProcesses, topic: str) -> tuple[int, int, list[int]]:
+    """Create the topic with "old" records; (a follower that is not the controller, the controller, the others)."""
+    state = cluster.create_topic(topic)[0]
+    produce_batches(cluster.bootstrap, topic, b"old", 5 * RECORDS_PER_BATCH)
+    controller = cluster.controller_id()
+    follower = next(node_id for node_id in state.replicas if node_id not in (state.leader, controller))
+    return follower, controller, [node_id for node_id in cluster.node_ids if node_id != follower]
+
+
 @pytest.mark.cluster_settings(session_timeout_ms=30_000)
 def test_failover_restarted_broker_drops_the_deleted_topic_of_the_same_name(cluster: ClusterProcesses):
     topic = "reborn-after-restart"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3)
-    state = cluster.wait_full_isr(topic)[0]
-    produce_batches(cluster.bootstrap, topic, b"old", 5 * RECORDS_PER_BATCH)
-    controller = cluster.controller_id()
-    away = next(node_id for node_id in state.replicas if node_id not in (state.leader, controller))
-    running = [node_id for node_id in cluster.node_ids if node_id != away]
+    away, _, running = old_topic_and_a_plain_follower(cluster, topic)
 
     cluster.kill(away, signal.SIGKILL)
     with cluster.admin(running) as admin:
@@ -115,13 +118,7 @@ def test_failover_restarted_broker_drops_the_deleted_topic_of_the_same_name(clus
 @pytest.mark.timeout(180)
 def test_failover_paused_broker_catches_up_through_a_raft_snapshot(cluster: ClusterProcesses):
     topic = "reborn-after-snapshot"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3)
-    state = cluster.wait_full_isr(topic)[0]
-    produce_batches(cluster.bootstrap, topic, b"old", 5 * RECORDS_PER_BATCH)
-    controller = cluster.controller_id()
-    paused = next(node_id for node_id in state.replicas if node_id not in (state.leader, controller))
-    running = [node_id for node_id in cluster.node_ids if node_id != paused]
+    paused, controller, running = old_topic_and_a_plain_follower(cluster, topic)
 
     cluster.kill(paused, signal.SIGSTOP)
     try:

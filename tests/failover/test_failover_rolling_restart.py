@@ -19,9 +19,7 @@ PARTITIONS = 3
 @pytest.mark.timeout(240)
 def test_failover_rolling_restart_under_load(cluster: ClusterProcesses):
     topic = "rolling"
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": 2})
-    cluster.wait_full_isr(topic, PARTITIONS)
+    cluster.create_topic(topic, partitions=PARTITIONS, config={"min.insync.replicas": 2})
     with AckedWriter(cluster.bootstrap, topic, partition=None, acks="all", linger_ms=2) as writer:
         writer.wait_acked(1_000, 60)
         for node_id in cluster.node_ids:

@@ -12,13 +12,8 @@ from rill.client.types import TopicPartition
 PARTITIONS = 6
 
 
-def create_topic(cluster, topic: str) -> None:
-    with cluster.admin() as admin:
-        admin.create_topic(topic, partitions=PARTITIONS, replication_factor=3)
-
-
 def test_three_members_process_every_record_once(group_cluster, consumer_processes, topic_name):
-    create_topic(group_cluster, topic_name)
+    group_cluster.create_topic(topic_name, partitions=PARTITIONS)
     produce(group_cluster.bootstrap, topic_name, 0, 3_000)
     members = [consumer_processes(group_cluster.bootstrap, "once", topic_name) for _ in range(3)]
     wait_until(lambda: all(m.owned() for m in members), 60, "every member to own partitions")
@@ -34,7 +29,7 @@ def test_three_members_process_every_record_once(group_cluster, consumer_process
 
 
 def test_killed_member_partitions_move_and_nothing_is_skipped(group_cluster, consumer_processes, topic_name):
-    create_topic(group_cluster, topic_name)
+    group_cluster.create_topic(topic_name, partitions=PARTITIONS)
     produce(group_cluster.bootstrap, topic_name, 0, 1_200)
     members = [consumer_processes(group_cluster.bootstrap, "crash", topic_name) for _ in range(3)]
     wait_until(lambda: sorted(len(m.owned()) for m in members) == [2, 2, 2], 60, "a balanced group")
@@ -56,7 +51,7 @@ def test_killed_member_partitions_move_and_nothing_is_skipped(group_cluster, con
 
 def test_member_joining_mid_stream_takes_partitions_while_others_keep_theirs(group_cluster, consumer_processes,
                                                                              topic_name):
-    create_topic(group_cluster, topic_name)
+    group_cluster.create_topic(topic_name, partitions=PARTITIONS)
     first = [consumer_processes(group_cluster.bootstrap, "join", topic_name) for _ in range(2)]
     wait_until(lambda: sorted(len(m.owned()) for m in first) == [3, 3], 60, "two members with three each")
     produce(group_cluster.bootstrap, topic_name, 0, 1_000)
@@ -79,7 +74,7 @@ def test_member_joining_mid_stream_takes_partitions_while_others_keep_theirs(gro
 
 
 def test_three_groups_each_see_every_record(group_cluster, topic_name):
-    create_topic(group_cluster, topic_name)
+    group_cluster.create_topic(topic_name, partitions=PARTITIONS)
     produce(group_cluster.bootstrap, topic_name, 0, 900)
     seen: dict[str, set[bytes]] = {}
     for group in ("payments", "inventory", "notifications"):
@@ -101,8 +96,7 @@ def test_pattern_subscription_follows_new_topics(group_cluster, topic_name):
     with Consumer(group_cluster.bootstrap, group_id=topic_name, pattern=rf"{topic_name}-.*",
                   auto_offset_reset="earliest", heartbeat_interval_ms=200) as consumer:
         for suffix in ("a", "b"):
-            with group_cluster.admin() as admin:
-                admin.create_topic(f"{topic_name}-{suffix}", partitions=2, replication_factor=3)
+            group_cluster.create_topic(f"{topic_name}-{suffix}", partitions=2)
             produce(group_cluster.bootstrap, f"{topic_name}-{suffix}", 0, 10)
         topics: set[str] = set()
         for _ in range(300):

@@ -267,6 +267,19 @@ def complete_prefix(buffer: bytes | memoryview) -> int:
     return position
 
 
+def end_offset(buffer: bytes | memoryview) -> int:
+    """The offset after the last batch of a buffer of whole batches (headers only), e.g. a fetch response."""
+    position = 0
+    last = None
+    total = len(buffer)
+    while position < total:
+        last = read_header(buffer, position)
+        position += last.size
+    if last is None:
+        raise ValueError("no batch in an empty buffer")
+    return last.next_offset
+
+
 def patched_prefix(base_offset: int, batch_length: int, leader_epoch: int) -> bytes:
     """The 16 bytes that replace a batch's first 16 when a leader assigns its offsets."""
     return PATCH.pack(base_offset, batch_length, leader_epoch)

@@ -26,7 +26,7 @@ from collections import deque
 from typing import Callable, Iterable, Iterator
 
 from rill.client import protocol
-from rill.client.batch import check_batch, decode_batch, read_header
+from rill.client.batch import check_batch, decode_batch, end_offset, read_header
 from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
     ConsumerClosedError,
@@ -377,7 +377,7 @@ class Consumer:
                 state.high_watermark = answer.high_watermark
                 if answer.records:
                     state.buffered.append(answer.records)
-                    state.fetch_position = _end_offset(answer.records)
+                    state.fetch_position = end_offset(answer.records)
 
     def _on_partition_error(self, tp: TopicPartition, state: _PartitionState, error: RillError) -> None:
         if isinstance(error, OffsetOutOfRangeError):
@@ -630,15 +630,3 @@ def _take(records: deque[Record], count: int) -> list[Record]:
         records.clear()
         return taken
     return [records.popleft() for _ in range(count)]
-
-
-def _end_offset(data: bytes) -> int:
-    """The offset after the last whole batch of a fetch response (headers only)."""
-    position = 0
-    last = None
-    for _ in range(1_000_000):
-        if position >= len(data):
-            break
-        last = read_header(data, position)
-        position += last.size
-    return last.next_offset

@@ -19,7 +19,7 @@ import time
 from typing import Awaitable, Callable
 
 from rill.client import protocol
-from rill.client.batch import read_header
+from rill.client.batch import end_offset
 from rill.client.errors import (
     CoordinatorNotAvailableError,
     GroupIdNotFoundError,
@@ -88,7 +88,7 @@ class GroupCoordinator:
                     group.offsets.pop(record.partition, None)
                 else:
                     group.offsets[record.partition] = CommittedOffset(record.offset, record.metadata)
-            offset = _next_offset(data)
+            offset = end_offset(data)
         loaded = {group_id: group for group_id, group in groups.items() if group.offsets}
         for group in loaded.values():
             group.claims_until = time.monotonic() + REJOIN_WINDOW_S
@@ -302,16 +302,6 @@ class GroupCoordinator:
 def _check_group_id(group_id: str) -> None:
     if not group_id or len(group_id) > MAX_GROUP_ID_LENGTH:
         raise InvalidGroupIdError(f"group id must be 1..{MAX_GROUP_ID_LENGTH} characters, got {group_id!r}")
-
-
-def _next_offset(data: bytes) -> int:
-    position, header = 0, None
-    for _ in range(10_000_000):
-        if position >= len(data):
-            break
-        header = read_header(data, position)
-        position += header.size
-    return header.next_offset
 
 
 def _committed_by_topic(wanted: list[TopicPartition], offsets: dict[TopicPartition, CommittedOffset]

@@ -29,7 +29,12 @@ class ConsumerProcess:
         return [line.split(" ") for line in self.out.read_text().splitlines() if line]
 
     def records(self) -> list[tuple[int, int]]:
+        """(partition, offset) of every record it processed, in order."""
         return [(int(p[1]), int(p[2])) for p in self.lines() if p[0] == "R" and len(p) == 4]
+
+    def values(self) -> set[int]:
+        """The numbers (produce's values) of the records it processed."""
+        return {int(p[3]) for p in self.lines() if p[0] == "R" and len(p) == 4}
 
     def owned(self) -> set[int]:
         """The partitions it holds now, from its assignment notes."""

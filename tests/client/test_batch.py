@@ -153,3 +153,14 @@ def test_iter_batches_walks_concatenated_batches_and_limits_size():
 def test_empty_batch_is_refused():
     with pytest.raises(ValueError):
         batch.encode_batch([])
+
+
+def test_end_offset_is_after_the_last_batch():
+    first = bytearray(batch.encode_batch([b"a", b"b", b"c"]))
+    first[:16] = batch.patched_prefix(10, len(first) - batch.LOG_OVERHEAD, 0)
+    second = bytearray(batch.encode_batch([b"d"]))
+    second[:16] = batch.patched_prefix(20, len(second) - batch.LOG_OVERHEAD, 0)  # a gap, as compaction leaves
+    assert batch.end_offset(bytes(first)) == 13
+    assert batch.end_offset(bytes(first + second)) == 21
+    with pytest.raises(ValueError):
+        batch.end_offset(b"")

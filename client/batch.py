@@ -1,6 +1,6 @@
 """The record batch: Rill's unit of storage, replication and transfer.
 
-Layout (ARCHITECTURE.md, "The record batch"). A 61-byte header that is,
+Layout (docs/architecture.md, 7). A 61-byte header that is,
 field for field, Kafka's RecordBatch v2 header, big-endian::
 
     0  base_offset i64         27 first_timestamp i64

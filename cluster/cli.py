@@ -17,10 +17,15 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-
 from rill.client.errors import InvalidConfigError, RillError
 from rill.cluster import console, launcher, tables
-from rill.cluster.layout import ClusterError, ClusterLayout, layout_file, plan_layout, read_layout
+from rill.cluster.layout import (
+    ClusterError,
+    ClusterLayout,
+    layout_file,
+    plan_layout,
+    read_layout,
+)
 from rill.node.config import load_node_config
 
 DEFAULT_NODE_COUNT = 3

@@ -53,7 +53,9 @@ def acks_setting(text: str) -> int | str:
 
 def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes], key: bytes | None, acks: str) -> ProduceOutcome:
     """Send each line as one record's value, flush, and count the acknowledgements."""
-    from rill.client import Producer  # imported here: only commands that talk to brokers load the client
+    from rill.client import (
+        Producer,  # imported here: only commands that talk to brokers load the client
+    )
 
     outcome = ProduceOutcome()
     pending: deque[PendingRecord] = deque()
@@ -83,7 +85,9 @@ def consume_records(bootstrap: str, topic: str, from_beginning: bool, max_messag
     consumer should. A group member commits what it has printed after each
     batch, so the group resumes after the last record printed.
     """
-    from rill.client import Consumer  # imported here: only commands that talk to brokers load the client
+    from rill.client import (
+        Consumer,  # imported here: only commands that talk to brokers load the client
+    )
 
     remaining = math.inf if max_messages is None else max_messages
     idle_seconds = math.inf if idle_timeout_ms is None else idle_timeout_ms / 1000

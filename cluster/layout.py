@@ -9,7 +9,7 @@
 
 Beside it each node has ``node-<id>.pid`` (the pid of its process, while it
 runs) and ``node-<id>.log`` (its stdout and stderr, appended across starts).
-Ports follow ARCHITECTURE.md, "Ports": node i listens on B+i-1 (ZeroMQ),
+Ports follow docs/architecture.md, section 3: node i listens on B+i-1 (ZeroMQ),
 B+100+i-1 (Raft) and B+200+i-1 (HTTP).
 """
 
@@ -21,7 +21,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from rill.node.config import HTTP_PORT_OFFSET, RAFT_PORT_OFFSET, NodeAddress, local_nodes
+from rill.node.config import (
+    HTTP_PORT_OFFSET,
+    RAFT_PORT_OFFSET,
+    NodeAddress,
+    local_nodes,
+)
 
 LAYOUT_FILE_NAME = "cluster.toml"
 LOCAL_HOST = "127.0.0.1"

@@ -8,7 +8,6 @@ answer is that node's own, and both give up after ``timeout_ms``.
 from __future__ import annotations
 
 import zmq
-
 from rill.client import protocol
 from rill.client.errors import RillError
 
@@ -22,7 +21,9 @@ def node_answers(address: str, timeout_ms: int = PROBE_TIMEOUT_MS) -> bool:
     A node answers clients only once it has registered with the controller,
     which needs a Raft majority of the cluster running.
     """
-    from rill.client import Admin  # imported here: the client is only loaded by commands that talk to brokers
+    from rill.client import (
+        Admin,  # imported here: the client is only loaded by commands that talk to brokers
+    )
 
     try:
         with Admin(address, request_timeout_ms=timeout_ms, client_id=CLIENT_ID) as admin:

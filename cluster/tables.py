@@ -9,8 +9,13 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from rich.table import Table
-
-from rill.client.types import GroupDescription, GroupMember, GroupSummary, TopicDescription, TopicPartition
+from rill.client.types import (
+    GroupDescription,
+    GroupMember,
+    GroupSummary,
+    TopicDescription,
+    TopicPartition,
+)
 from rill.cluster.launcher import NodeStatus
 
 Column = tuple[str, Callable[[Any], object]]

@@ -93,7 +93,7 @@ class NodeConfig:
 
 
 def local_nodes(count: int, base_port: int, host: str = "127.0.0.1") -> tuple[NodeAddress, ...]:
-    """The node list of a local cluster (ARCHITECTURE.md, "Ports")."""
+    """The node list of a local cluster (docs/architecture.md, 3)."""
     return tuple(
         NodeAddress(i, host, base_port + i - 1, base_port + RAFT_PORT_OFFSET + i - 1,
                     base_port + HTTP_PORT_OFFSET + i - 1)

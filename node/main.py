@@ -24,29 +24,27 @@ from typing import Awaitable, Callable
 import zmq
 import zmq.asyncio
 from pysyncobj import SyncObj
-
 from rill.client import protocol
-from rill.client.errors import InvalidConfigError, RillError, error_for_code
-from rill.node.broker_client import BrokerClient
+from rill.client.errors import InvalidConfigError, error_for_code
 from rill.node.config import NodeConfig
-from rill.node.controller import Controller
-from rill.node.group_coordinator import GroupCoordinator
-from rill.node.lifecycle import BrokerLifecycle
+from rill.node.coordinator.group_coordinator import GroupCoordinator
 from rill.node.log.manager import LogManager
-from rill.node.metadata_state import MetadataState, raft_conf
-from rill.node.network_server import NetworkServer
-from rill.node.partition import Partition
-from rill.node.replica_fetcher import ReplicaFetcher
-from rill.node.replica_manager import ReplicaManager
-from rill.node.request_handler import RequestHandler
-from rill.node.topic_config import log_config
+from rill.node.metadata.controller import Controller
+from rill.node.metadata.lifecycle import BrokerLifecycle
+from rill.node.metadata.state import MetadataState, raft_conf
+from rill.node.metadata.topic_config import log_config
+from rill.node.network.broker_client import BrokerClient
+from rill.node.network.request_handler import RequestHandler
+from rill.node.network.server import NetworkServer
+from rill.node.replication.isr import ISR_CHECK_MS, IsrUpkeep
+from rill.node.replication.partition import Partition
+from rill.node.replication.replica_fetcher import ReplicaFetcher
+from rill.node.replication.replica_manager import ReplicaManager
 
 log = logging.getLogger("rill.node")
 
 RAFT_READY_TIMEOUT_S = 60.0
 CONTROLLER_TICK_MS = 100
-ISR_CHECK_MS = 250
-ALTER_ISR_TIMEOUT_MS = 3_000
 CREATE_TOPIC_TIMEOUT_MS = 5_000
 GROUP_EXPIRY_CHECK_MS = 100
 CLUSTER_ID_FILE = "cluster.id"
@@ -72,7 +70,6 @@ class Node:
         self._stopping = asyncio.Event()
         self._raft: SyncObj | None = None
         self._raft_ids = {f"{n.host}:{n.raft_port}": n.node_id for n in config.nodes}
-        self._isr_in_flight: set[tuple[str, int]] = set()
         self._registered_once = False
 
     async def run(self) -> None:
@@ -85,6 +82,8 @@ class Node:
         self.client = BrokerClient(context, config.node_id, {n.node_id: f"{n.host}:{n.port}" for n in config.nodes})
         self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms)
         self.logs.cleanable_end_offset = self._high_watermark
+        self.isr = IsrUpkeep(config.node_id, self.client, self.replicas, self.controller_id,
+                             config.replica_lag_time_max_ms)
         self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
         self.coordinator = GroupCoordinator(config.node_id, self.state, self.replicas, self._create_topic,
                                             config.offsets_topic_segment_bytes)
@@ -214,36 +213,6 @@ class Node:
             self.config.node_id, role, raft_leader, raft_leader, broker is None or broker.fenced,
             len(self.replicas.partitions), len(led), sum(1 for p in led if p.under_replicated))
 
-    # ---- ISR upkeep -----------------------------------------------------------------
-
-    async def _check_isrs(self) -> None:
-        lag_s = self.config.replica_lag_time_max_ms / 1000
-        for partition in self.replicas.leader_partitions():
-            key = (partition.topic, partition.index)
-            wanted = partition.wanted_isr(lag_s)
-            if wanted is not None and key not in self._isr_in_flight:
-                self._isr_in_flight.add(key)
-                partition.propose_isr(wanted)
-                asyncio.ensure_future(self._alter_isr(key, partition, wanted))
-
-    async def _alter_isr(self, key: tuple[str, int], partition: Partition, isr: tuple[int, ...]) -> None:
-        state = partition.state
-        request = protocol.AlterIsrRequest(self.config.node_id, partition.topic, partition.index,
-                                           state.leader_epoch, state.partition_epoch, list(isr))
-        try:
-            result = await self.client.request(self.controller_id(), protocol.ALTER_ISR, request,
-                                               ALTER_ISR_TIMEOUT_MS)
-            if result.error_code:
-                log.debug("%s: ISR change to %s refused: %s", partition.name, isr, result.error_message)
-                _forget_proposal(partition, isr)
-            else:
-                log.info("%s: ISR %s -> %s", partition.name, state.isr, isr)
-        except RillError as error:
-            log.info("%s: ISR change to %s failed: %s", partition.name, isr, error)
-            _forget_proposal(partition, isr)
-        finally:
-            self._isr_in_flight.discard(key)
-
     # ---- serving and stopping -------------------------------------------------------------
 
     def _handle_signals(self) -> None:
@@ -256,7 +225,7 @@ class Node:
         heartbeats = asyncio.ensure_future(self.lifecycle.run())
         duties = [
             asyncio.ensure_future(_every(CONTROLLER_TICK_MS, self.controller.tick)),
-            asyncio.ensure_future(_every(ISR_CHECK_MS, self._check_isrs)),
+            asyncio.ensure_future(_every(ISR_CHECK_MS, self.isr.check)),
             asyncio.ensure_future(_every(GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members)),
             asyncio.ensure_future(_every(self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup))),
             asyncio.ensure_future(_every(self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due))),
@@ -282,11 +251,6 @@ class Node:
                 self._raft.destroy()
             context.destroy(linger=0)
             log.info("node %d stopped", self.config.node_id)
-
-
-def _forget_proposal(partition: Partition, isr: tuple[int, ...]) -> None:
-    if partition.proposed_isr == isr:
-        partition.propose_isr(None)
 
 
 def _check_port_free(host: str, port: int, what: str) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from brokers import BrokerProcess
 from rill.client import Admin
 

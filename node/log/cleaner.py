@@ -52,7 +52,13 @@ from rill.client.batch import (
 )
 from rill.node.log.config import LogConfig
 from rill.node.log.files import fsync_directory
-from rill.node.log.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, segment_file_name
+from rill.node.log.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    LogSegment,
+    segment_file_name,
+)
 from rill.node.log.segments import LogSegments
 
 CLEANED_SUFFIX = ".cleaned"

@@ -12,7 +12,13 @@ from rill.node.log.cleaner import finish_swaps
 from rill.node.log.config import LogConfig
 from rill.node.log.files import TEMPORARY_SUFFIX
 from rill.node.log.leader_epoch_cache import EpochEntry, LeaderEpochCache
-from rill.node.log.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, parse_base_offset
+from rill.node.log.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    LogSegment,
+    parse_base_offset,
+)
 from rill.node.log.segments import LogSegments
 
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"

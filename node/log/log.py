@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 from rill.client.batch import PATCH, BatchHeader, iter_batches, patched_prefix
-from rill.client.errors import CorruptRecordError, FencedLeaderEpochError, OffsetOutOfRangeError
+from rill.client.errors import (
+    CorruptRecordError,
+    FencedLeaderEpochError,
+    OffsetOutOfRangeError,
+)
 from rill.node.log.append_info import AppendInfo
 from rill.node.log.checkpoint import read_offset_checkpoint, write_offset_checkpoint
 from rill.node.log.cleaner import (

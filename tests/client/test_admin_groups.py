@@ -13,9 +13,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from brokers import poll_until_assigned, wait_until
-from rill.client import Admin, Consumer, GroupDescription, GroupSummary, PartitionLag, Producer, TopicPartition
+from rill.client import (
+    Admin,
+    Consumer,
+    GroupDescription,
+    GroupSummary,
+    PartitionLag,
+    Producer,
+    TopicPartition,
+)
 from rill.client.errors import (
     GroupIdNotFoundError,
     GroupNotEmptyError,

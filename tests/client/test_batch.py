@@ -6,7 +6,6 @@ import os
 import struct
 
 import pytest
-
 from rill.client import batch
 from rill.client.errors import CorruptRecordError, RecordTooLargeError
 from rill.client.types import EMPTY_HEADERS

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from rill.client import Consumer, Producer, RecordMetadata, TopicPartition
 from rill.client.errors import ProducerClosedError
 from rill.client.partitioner import partition_for_key

@@ -15,11 +15,14 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 import rill.client
+from click.testing import CliRunner
 from rill.client import protocol
-from rill.client.errors import NotControllerError, NotEnoughReplicasError, UnknownTopicError
+from rill.client.errors import (
+    NotControllerError,
+    NotEnoughReplicasError,
+    UnknownTopicError,
+)
 from rill.client.types import Record
 from rill.cluster import cli, launcher, probe, tables
 from rill.cluster.cli import main

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from rill.cluster.layout import free_base_port
 
 RILL = str(Path(sys.executable).parent / "rill")

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner, Result
-
 from brokers import poll_until_assigned, wait_until
+from click.testing import CliRunner, Result
 from rill.client import Admin, Consumer, Producer, TopicPartition
 from rill.cluster.cli import main
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from brokers import ClusterProcesses
 
 # The brokers run with the default settings unless a test marks others (cluster_settings).

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import zmq
-
 from brokers import BrokerProcess, ClusterProcesses, NodeAddress, wait_until
 from rill.client import Admin, Producer, protocol
 from rill.client.errors import (

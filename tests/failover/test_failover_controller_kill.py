@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import signal
 
-from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, read_partition, wait_until
+from brokers import (
+    AckedWriter,
+    ClusterProcesses,
+    check_acknowledged_records,
+    read_partition,
+    wait_until,
+)
 
 
 def test_failover_kill_9_controller_under_load(cluster: ClusterProcesses):

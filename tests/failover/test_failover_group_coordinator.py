@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zmq
-
 from rill.client import Consumer, Producer, protocol
 from rill.client.network import NetworkClient
 from rill.client.types import TopicPartition

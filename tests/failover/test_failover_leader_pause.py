@@ -12,7 +12,12 @@ import re
 import signal
 import time
 
-from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, read_partition
+from brokers import (
+    AckedWriter,
+    ClusterProcesses,
+    check_acknowledged_records,
+    read_partition,
+)
 
 PAUSE_S = 3.0
 

@@ -16,11 +16,21 @@ import signal
 import time
 
 import zmq
-
-from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, read_partition, wait_until
+from brokers import (
+    AckedWriter,
+    ClusterProcesses,
+    check_acknowledged_records,
+    read_partition,
+    wait_until,
+)
 from rill.client import Producer, protocol
 from rill.client.batch import encode_batch
-from rill.client.errors import NotEnoughReplicasError, RequestTimeoutError, RillError, error_for_code
+from rill.client.errors import (
+    NotEnoughReplicasError,
+    RequestTimeoutError,
+    RillError,
+    error_for_code,
+)
 from rill.client.network import NetworkClient
 
 TOPIC_CONFIG = {"min.insync.replicas": 2}

@@ -13,8 +13,12 @@ state at once, as the loop may, after each command that moves leaders.
 from __future__ import annotations
 
 import pytest
-
-from rill.node.metadata_state import BrokerRegistration, MetadataState, PartitionState, TopicState
+from rill.node.metadata.state import (
+    BrokerRegistration,
+    MetadataState,
+    PartitionState,
+    TopicState,
+)
 
 INCARNATION = 100
 

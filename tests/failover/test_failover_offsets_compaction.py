@@ -4,11 +4,10 @@ the gaps compaction left, and a new coordinator replays the compacted log to the
 from __future__ import annotations
 
 import pytest
-
 from brokers import poll_until_assigned, wait_until
 from rill.client import Consumer, Producer
 from rill.client.types import TopicPartition
-from rill.node.offset_records import OFFSETS_TOPIC, partition_for
+from rill.node.coordinator.offset_records import OFFSETS_TOPIC, partition_for
 
 GROUP = "compacted"
 TOPIC = "events"

@@ -19,7 +19,6 @@ import signal
 
 import pytest
 import zmq
-
 from brokers import ClusterProcesses, read_partition, replica_batches, wait_until
 from rill.client import Producer, protocol
 from rill.client.batch import decode_batch

@@ -10,8 +10,12 @@ from __future__ import annotations
 import signal
 
 import pytest
-
-from brokers import AckedWriter, ClusterProcesses, check_acknowledged_records, read_partition
+from brokers import (
+    AckedWriter,
+    ClusterProcesses,
+    check_acknowledged_records,
+    read_partition,
+)
 
 PARTITIONS = 3
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from brokers import ClusterProcesses
 from group_members import ConsumerProcess
 

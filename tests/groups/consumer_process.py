@@ -14,7 +14,6 @@ import sys
 import time
 
 import click
-
 from rill.client import Consumer
 
 

@@ -6,7 +6,6 @@ from typing import Iterator
 
 import pytest
 import zmq
-
 from brokers import poll_until_assigned, wait_until
 from rill.client import Consumer, Producer, protocol
 from rill.client.errors import (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
 

@@ -6,8 +6,13 @@ import errno
 import os
 
 import pytest
-
-from rill.client.batch import COMPRESSION_LZ4, check_batch, decode_batch, encode_batch, iter_batches
+from rill.client.batch import (
+    COMPRESSION_LZ4,
+    check_batch,
+    decode_batch,
+    encode_batch,
+    iter_batches,
+)
 from rill.client.errors import (
     CorruptRecordError,
     FencedLeaderEpochError,

@@ -7,14 +7,19 @@ import random
 from pathlib import Path
 
 import pytest
-
-from rill.client.batch import COMPRESSION_LZ4, decode_batch, encode_batch, iter_batches, read_header
+from rill.client.batch import (
+    COMPRESSION_LZ4,
+    decode_batch,
+    encode_batch,
+    iter_batches,
+    read_header,
+)
 from rill.client.errors import InvalidConfigError, OffsetOutOfRangeError, StorageError
 from rill.node.log import cleaner
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
-from rill.node.topic_config import log_config, validate_topic_config
+from rill.node.metadata.topic_config import log_config, validate_topic_config
 
 ONE_BATCH_PER_SEGMENT = 14  # the smallest segment.bytes: every append rolls the segment first
 DAY_MS = 86_400_000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from rill.client.errors import InvalidConfigError
 from rill.node.log.config import LogConfig
 from rill.node.log.offset_index import IndexEntry, OffsetIndex

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rill.client.batch import encode_batch
 from rill.node.log.leader_epoch_cache import EpochEntry, LeaderEpochCache
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rill.client.batch import encode_batch
 from rill.client.errors import InvalidTopicError
 from rill.node.log.config import LogConfig

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rill.client.batch import encode_batch, iter_batches
 from rill.client.errors import OffsetOutOfRangeError
 from rill.node.log.leader_epoch_cache import EpochEntry

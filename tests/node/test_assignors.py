@@ -5,10 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from rill.client.errors import InvalidConfigError
 from rill.client.types import TopicPartition
-from rill.node.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, Assignment, assign
+from rill.node.coordinator.assignors import (
+    ASSIGNORS,
+    DEFAULT_ASSIGNOR,
+    Assignment,
+    assign,
+)
 
 
 def tps(topic: str, *partitions: int) -> set[TopicPartition]:

@@ -7,7 +7,6 @@ import struct
 import msgspec
 import pytest
 import zmq
-
 from rill.client import Admin, Consumer, Producer, TopicPartition, protocol
 from rill.client.batch import encode_batch
 from rill.client.errors import (

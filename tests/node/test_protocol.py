@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import zmq
-
 from rill.client import Producer, protocol
 from rill.client.batch import decode_batch, iter_batches
 from rill.client.network import NetworkClient

@@ -32,9 +32,9 @@ from rill.client.errors import (
 )
 from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
-from rill.node.metadata_state import PartitionState, TopicState
-from rill.node.partition import Partition
-from rill.node.topic_config import SETTINGS, log_config
+from rill.node.metadata.state import PartitionState, TopicState
+from rill.node.metadata.topic_config import SETTINGS, log_config
+from rill.node.replication.partition import Partition
 
 log = logging.getLogger(__name__)
 

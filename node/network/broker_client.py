@@ -18,9 +18,12 @@ from typing import Any
 import msgspec
 import zmq
 import zmq.asyncio
-
 from rill.client import protocol
-from rill.client.errors import BrokerNotAvailableError, RequestTimeoutError, error_for_code
+from rill.client.errors import (
+    BrokerNotAvailableError,
+    RequestTimeoutError,
+    error_for_code,
+)
 
 log = logging.getLogger(__name__)
 

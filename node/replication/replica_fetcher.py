@@ -16,8 +16,8 @@ from typing import Callable
 from rill.client import protocol
 from rill.client.batch import read_header
 from rill.client.errors import OffsetOutOfRangeError, RillError, error_for_code
-from rill.node.broker_client import BrokerClient
-from rill.node.partition import Partition
+from rill.node.network.broker_client import BrokerClient
+from rill.node.replication.partition import Partition
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from rill.client.errors import FencedLeaderEpochError, NotEnoughReplicasError, NotLeaderError, UnknownTopicError
+from rill.client.errors import (
+    FencedLeaderEpochError,
+    NotEnoughReplicasError,
+    NotLeaderError,
+    UnknownTopicError,
+)
 from rill.node.log.append_info import AppendInfo
 from rill.node.log.log import Log
-from rill.node.metadata_state import PartitionState
+from rill.node.metadata.state import PartitionState
 
 UNKNOWN_OFFSET = -1
 

@@ -21,9 +21,13 @@ from typing import Awaitable, Callable
 import msgspec
 import zmq
 import zmq.asyncio
-
 from rill.client import protocol
-from rill.client.errors import InvalidRequestError, RillError, UnsupportedVersionError, code_of
+from rill.client.errors import (
+    InvalidRequestError,
+    RillError,
+    UnsupportedVersionError,
+    code_of,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The group coordinator: consumer groups and committed offsets for this broker's offsets partitions.
 
 Group G is coordinated by the leader of ``__consumer_offsets`` partition
-``partition_for(G)`` (ARCHITECTURE.md, "Consumer groups"). Any broker
+``partition_for(G)`` (docs/architecture.md, 10). Any broker
 answers FindCoordinator from the metadata, creating the internal topic on
 first use. Commits are appended to the group's partition with acks=all and
 enter the in-memory cache once the in-sync replicas have them; when this
@@ -32,11 +32,17 @@ from rill.client.errors import (
     error_for_code,
 )
 from rill.client.types import TopicPartition
-from rill.node.consumer_group import CommittedOffset, ConsumerGroup
-from rill.node.metadata_state import MetadataState
-from rill.node.offset_records import OFFSETS_PARTITIONS, OFFSETS_TOPIC, commit_batch, partition_for, replay
-from rill.node.partition import Partition
-from rill.node.replica_manager import ReplicaManager
+from rill.node.coordinator.consumer_group import CommittedOffset, ConsumerGroup
+from rill.node.coordinator.offset_records import (
+    OFFSETS_PARTITIONS,
+    OFFSETS_TOPIC,
+    commit_batch,
+    partition_for,
+    replay,
+)
+from rill.node.metadata.state import MetadataState
+from rill.node.replication.partition import Partition
+from rill.node.replication.replica_manager import ReplicaManager
 
 log = logging.getLogger(__name__)
 

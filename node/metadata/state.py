@@ -4,7 +4,7 @@ Holds the registered brokers and every topic: its config and, per
 partition, replicas, leader, leader epoch, ISR and partition epoch. Only
 ``@replicated`` methods change it, so every broker applies the same changes
 in the same order; the journal and a full dump under the node's data dir
-make it survive restarts (ARCHITECTURE.md, "pysyncobj, used safely").
+make it survive restarts (docs/architecture.md, 5.2).
 
 Leader elections happen inside the commands, as pure functions of the
 state, so that every broker computes the same result and a deposed
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from pysyncobj import SyncObjConf, SyncObjConsumer, replicated
-
 from rill.client.errors import (
     FencedLeaderEpochError,
     InvalidRequestError,

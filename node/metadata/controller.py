@@ -3,7 +3,7 @@
 Only the broker that is the Raft leader acts; elsewhere requests get
 NotControllerError. Decisions (replica placement, topic ids) are made here
 and then submitted as replicated calls, so a deposed leader's decisions never
-commit (ARCHITECTURE.md, "pysyncobj, used safely"). pysyncobj calls back on
+commit (docs/architecture.md, 5.2). pysyncobj calls back on
 its own thread; the callback hands the result to the asyncio loop.
 """
 
@@ -18,7 +18,6 @@ import zlib
 from typing import Any, Callable
 
 from pysyncobj import FAIL_REASON, SyncObj
-
 from rill.client import protocol
 from rill.client.errors import (
     InvalidConfigError,
@@ -33,14 +32,14 @@ from rill.client.errors import (
     UnknownTopicError,
     error_for_code,
 )
-from rill.node.metadata_state import (
+from rill.node.metadata.state import (
     BrokerRegistration,
     MetadataState,
     PartitionState,
     TopicState,
     partitions_led_by,
 )
-from rill.node.topic_config import validate_topic_config
+from rill.node.metadata.topic_config import validate_topic_config
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ from typing import Callable
 
 from rill.client import protocol
 from rill.client.errors import BrokerNotAvailableError, RillError, UnknownTopicError
-from rill.node.controller import Controller
-from rill.node.group_coordinator import GroupCoordinator
-from rill.node.metadata_state import MetadataState
-from rill.node.replica_manager import ReplicaManager
-
+from rill.node.coordinator.group_coordinator import GroupCoordinator
+from rill.node.metadata.controller import Controller
+from rill.node.metadata.state import MetadataState
+from rill.node.replication.replica_manager import ReplicaManager
 
 CLIENT_APIS = {api.key for api in (protocol.METADATA, protocol.CREATE_TOPIC, protocol.DELETE_TOPIC,
                                    protocol.DESCRIBE_CONFIGS, protocol.PRODUCE, protocol.LIST_OFFSETS,

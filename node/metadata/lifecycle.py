@@ -17,9 +17,9 @@ from typing import Callable
 
 from rill.client import protocol
 from rill.client.errors import RillError, StaleBrokerEpochError, error_for_code
-from rill.node.broker_client import BrokerClient
 from rill.node.config import NodeConfig
-from rill.node.metadata_state import MetadataState
+from rill.node.metadata.state import MetadataState
+from rill.node.network.broker_client import BrokerClient
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import time
 from typing import Iterator
 
 import msgspec
-
 from rill.client import protocol
 from rill.client.batch import COMPRESSION_NONE, decode_batch, encode_batch, iter_batches
 from rill.client.types import TopicPartition

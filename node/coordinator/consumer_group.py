@@ -8,7 +8,7 @@ and a partition that moves goes to its new owner only once the old owner
 stopped reporting it as owned (it revoked it, committing first). Members are
 fenced by member id and member epoch.
 
-Membership lives in memory only (ARCHITECTURE.md): after a coordinator
+Membership lives in memory only (docs/architecture.md, 10.5): after a coordinator
 failover members join again, reporting what they own, and keep what no one
 else holds. Committed offsets are replayed from ``__consumer_offsets``.
 Not thread-safe: used on the broker's asyncio loop only.
@@ -34,7 +34,7 @@ from rill.client.errors import (
 )
 from rill.client.protocol import INTERNAL_TOPICS
 from rill.client.types import TopicPartition
-from rill.node.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, assign
+from rill.node.coordinator.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, assign
 
 JOIN_EPOCH = 0
 LEAVE_EPOCH = -1

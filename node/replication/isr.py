@@ -1,0 +1,74 @@
+"""ISR upkeep on a leader: shrink the in-sync set when a follower falls behind, expand it when one catches up.
+
+Every ``ISR_CHECK_MS`` the node asks each partition it leads which ISR it
+wants (followers that fetched up to the log end within
+``replica_lag_time_max_ms``); a change is proposed to the controller as an
+AlterIsr request carrying the leader and partition epochs, so a stale leader's
+proposal is refused. One proposal per partition is in flight at a time; the
+partition remembers it (``proposed_isr``) so the high watermark already counts
+with the larger of the two sets while the controller decides (KIP-497).
+Runs on the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from rill.client import protocol
+from rill.client.errors import RillError
+from rill.node.network.broker_client import BrokerClient
+from rill.node.replication.partition import Partition
+from rill.node.replication.replica_manager import ReplicaManager
+
+log = logging.getLogger(__name__)
+
+ISR_CHECK_MS = 250
+ALTER_ISR_TIMEOUT_MS = 3_000
+
+
+class IsrUpkeep:
+    """Proposes ISR changes for the partitions this broker leads."""
+
+    def __init__(self, node_id: int, client: BrokerClient, replicas: ReplicaManager,
+                 controller_id: Callable[[], int], replica_lag_time_max_ms: int):
+        self._node_id = node_id
+        self._client = client
+        self._replicas = replicas
+        self._controller_id = controller_id
+        self._lag_s = replica_lag_time_max_ms / 1000
+        self._in_flight: set[tuple[str, int]] = set()
+
+    async def check(self) -> None:
+        """Propose the wanted ISR of every led partition whose ISR should change."""
+        for partition in self._replicas.leader_partitions():
+            key = (partition.topic, partition.index)
+            wanted = partition.wanted_isr(self._lag_s)
+            if wanted is not None and key not in self._in_flight:
+                self._in_flight.add(key)
+                partition.propose_isr(wanted)
+                asyncio.ensure_future(self._alter(key, partition, wanted))
+
+    async def _alter(self, key: tuple[str, int], partition: Partition, isr: tuple[int, ...]) -> None:
+        state = partition.state
+        request = protocol.AlterIsrRequest(self._node_id, partition.topic, partition.index,
+                                           state.leader_epoch, state.partition_epoch, list(isr))
+        try:
+            result = await self._client.request(self._controller_id(), protocol.ALTER_ISR, request,
+                                                ALTER_ISR_TIMEOUT_MS)
+            if result.error_code:
+                log.debug("%s: ISR change to %s refused: %s", partition.name, isr, result.error_message)
+                _forget_proposal(partition, isr)
+            else:
+                log.info("%s: ISR %s -> %s", partition.name, state.isr, isr)
+        except RillError as error:
+            log.info("%s: ISR change to %s failed: %s", partition.name, isr, error)
+            _forget_proposal(partition, isr)
+        finally:
+            self._in_flight.discard(key)
+
+
+def _forget_proposal(partition: Partition, isr: tuple[int, ...]) -> None:
+    if partition.proposed_isr == isr:
+        partition.propose_isr(None)

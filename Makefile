@@ -11,6 +11,7 @@ SIGNAL ?= KILL
 PYTEST_ARGS ?=
 USERS ?= 20
 RUN_TIME ?= 30s
+FUZZ_CASES ?= 100000
 
 # Every node's client address: 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 by default,
 # which is also the rill command's default --bootstrap.
@@ -29,7 +30,7 @@ $(error usage: make kill-node N=<node id> [SIGNAL=KILL|TERM|STOP|CONT], or make 
 endif
 endif
 
-.PHONY: cluster status down test bench loadtest kill-node start-node clean
+.PHONY: cluster status down test fuzz bench loadtest kill-node start-node clean
 
 # The virtualenv, rebuilt when pyproject.toml changes. A failed install
 # backdates .venv so that the next run tries again instead of trusting it.
@@ -61,8 +62,13 @@ down: $(VENV)
 	$(BIN)/rill cluster down --data-dir $(DATA_DIR)
 
 # pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
+# The property tests run their fast derandomized subset here, whatever HYPOTHESIS_PROFILE the shell has.
 test: $(VENV)
-	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=default $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Fuzzes a real broker over its wire protocol (tests/fuzz): FUZZ_CASES random cases in all, no test timeout.
+fuzz: $(VENV)
+	HYPOTHESIS_PROFILE=fuzz FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 
 bench: $(VENV)
 	$(BIN)/python loadtest/bench.py

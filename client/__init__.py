@@ -36,7 +36,11 @@ _HOMES = {
     )},
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "Admin", "BrokerInfo", "ClusterDescription", "Consumer", "GroupDescription", "GroupMember", "GroupSummary",
+    "PartitionInfo", "PartitionLag", "Producer", "Record", "RecordMetadata", "TopicDescription", "TopicPartition",
+]
+assert sorted(__all__) == sorted(_HOMES)
 
 
 def __getattr__(name: str) -> object:

@@ -4,30 +4,42 @@
 few list appends, no encoding); a batch closes when it reaches
 ``batch_size`` or when the sender drains it after ``linger_ms``. Memory is
 bounded by ``buffer_memory``: ``append`` blocks up to ``max_block_ms`` while
-the sender catches up. Thread-safe: one lock guards every batch list.
+the sender catches up; a batch's bytes count until it is acknowledged, or,
+with acks=0, until ZeroMQ has handed them to the connection. Thread-safe:
+one lock guards every batch list.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from rill.client import batch as batch_format
-from rill.client.errors import RequestTimeoutError, RillError
+from rill.client.arguments import check_timeout_s
+from rill.client.errors import ProducerClosedError, RequestTimeoutError, RillError
 from rill.client.types import RecordMetadata
+
+log = logging.getLogger(__name__)
 
 RECORD_OVERHEAD_BYTES = 16  # length and timestamp columns of one record
 
 
 class BatchResult:
-    """Completion of one batch: its base offset or its error, shared by its records' futures."""
+    """Completion of one batch: its base offset or its error, shared by its records' futures.
 
-    __slots__ = ("_event", "base_offset", "error", "_callbacks")
+    ``wait`` returns once the outcome is known (a callback may call ``result`` on its future);
+    ``wait_settled`` once every done callback registered before completion has run too, so that
+    ``flush`` returns only after the callbacks of the records it waited for.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_settled", "base_offset", "error")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._settled = threading.Event()
         self.base_offset = -1
         self.error: RillError | None = None
         self._callbacks: list[Callable[[], None]] | None = None
@@ -36,19 +48,40 @@ class BatchResult:
         self.base_offset = base_offset
         self.error = error
         self._event.set()
-        for callback in self._callbacks or ():
-            callback()
+        with _CALLBACKS_LOCK:
+            callbacks, self._callbacks = self._callbacks, _COMPLETED
+        for callback in callbacks or ():
+            _run_contained(callback)
+        self._settled.set()
 
     def wait(self, timeout: float | None) -> bool:
         return self._event.wait(timeout)
 
+    def wait_settled(self, timeout: float | None) -> bool:
+        return self._settled.wait(timeout)
+
     def add_callback(self, callback: Callable[[], None]) -> None:
-        if self._event.is_set():
-            callback()
-            return
-        if self._callbacks is None:
-            self._callbacks = []
-        self._callbacks.append(callback)
+        """Run ``callback`` on completion, or now (on this thread) if the batch is complete already."""
+        with _CALLBACKS_LOCK:
+            if self._callbacks is not _COMPLETED:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        _run_contained(callback)
+
+
+_CALLBACKS_LOCK = threading.Lock()  # callbacks are rare: one lock for every batch is enough
+_COMPLETED: list = []  # a batch's callback list once its callbacks were taken to run
+
+
+def _run_contained(callback: Callable[[], None]) -> None:
+    """Run a user's done callback; what it raises is logged, never passed on to the thread that runs it
+    (usually the sender thread, which must go on serving every other record)."""
+    try:
+        callback()
+    except Exception:
+        log.exception("a record's done callback raised; the error is logged and ignored")
 
 
 class RecordFuture(tuple):
@@ -65,7 +98,7 @@ class RecordFuture(tuple):
     def result(self, timeout: float | None = None) -> RecordMetadata:
         batch, index = self
         result = batch.result
-        if not result.wait(timeout):
+        if not result.wait(check_timeout_s("timeout", timeout)):
             raise RequestTimeoutError(f"no acknowledgement within {timeout} s")
         if result.error is not None:
             raise result.error
@@ -74,20 +107,37 @@ class RecordFuture(tuple):
 
     def exception(self, timeout: float | None = None) -> RillError | None:
         result = self[0].result
-        if not result.wait(timeout):
+        if not result.wait(check_timeout_s("timeout", timeout)):
             raise RequestTimeoutError(f"no acknowledgement within {timeout} s")
         return result.error
 
-    def add_done_callback(self, callback: Callable[["RecordFuture"], None]) -> None:
-        """Call ``callback(future)`` once the record is acknowledged or failed (on the sender thread)."""
+    def add_done_callback(self, callback: Callable[[RecordFuture], None]) -> None:
+        """Call ``callback(future)`` once the record is acknowledged or failed (on the sender thread, or at
+        once on this thread if it is done already). What the callback raises is logged and ignored."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self[0].result.add_callback(lambda: callback(self))
 
 
 class ProducerBatch:
     """Records for one partition, kept as columns until the sender encodes them once."""
 
-    __slots__ = ("topic", "partition", "values", "keys", "timestamps", "headers", "has_keys", "size_bytes",
-                 "created", "deadline", "result", "encoded", "attempts", "retry_at")
+    __slots__ = (
+        "attempts",
+        "created",
+        "deadline",
+        "encoded",
+        "has_keys",
+        "headers",
+        "keys",
+        "partition",
+        "result",
+        "retry_at",
+        "size_bytes",
+        "timestamps",
+        "topic",
+        "values",
+    )
 
     def __init__(self, topic: str, partition: int, now: float, delivery_timeout_s: float):
         self.topic = topic
@@ -134,6 +184,7 @@ class RecordAccumulator:
         self._ready: deque[ProducerBatch] = deque()
         self._buffered_bytes = 0
         self._unfinished: set[ProducerBatch] = set()
+        self._closed_reason: str | None = None
         self.flushing = 0
 
     def append(self, topic: str, partition: int, timestamp: int, key: bytes | None, value: bytes | None,
@@ -141,6 +192,8 @@ class RecordAccumulator:
         with self._lock:
             if self._buffered_bytes >= self._buffer_memory:
                 self._wait_for_memory()
+            if self._closed_reason is not None:
+                raise ProducerClosedError(self._closed_reason)
             batch = self._open.get((topic, partition))
             if batch is None:
                 batch = self._new_batch(topic, partition)
@@ -173,7 +226,7 @@ class RecordAccumulator:
 
     def _wait_for_memory(self) -> None:
         deadline = time.monotonic() + self._max_block_s
-        while self._buffered_bytes >= self._buffer_memory:
+        while self._buffered_bytes >= self._buffer_memory and self._closed_reason is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestTimeoutError(
@@ -204,9 +257,11 @@ class RecordAccumulator:
             return bool(self._ready)
 
     def finished(self, batch: ProducerBatch, base_offset: int, error: RillError | None) -> None:
-        """Complete a batch's futures and give its memory back."""
+        """Complete a batch's futures and give its memory back; a batch finished already stays as it was."""
         with self._lock:
-            self._unfinished.discard(batch)
+            if batch not in self._unfinished:
+                return
+            self._unfinished.remove(batch)
             self._buffered_bytes -= batch.size_bytes - batch_format.HEADER_SIZE - 1
             self._memory_freed.notify_all()
         batch.result.complete(base_offset, error)
@@ -214,6 +269,18 @@ class RecordAccumulator:
     def unfinished(self) -> list[ProducerBatch]:
         with self._lock:
             return list(self._unfinished)
+
+    def drained_unfinished(self) -> list[ProducerBatch]:
+        """Unfinished batches the sender holds: drained (neither open nor ready), not yet finished."""
+        with self._lock:
+            queued = set(self._open.values()).union(self._ready)
+            return [batch for batch in self._unfinished if batch not in queued]
+
+    def close(self, reason: str) -> None:
+        """Refuse every later append with ProducerClosedError(reason); wakes appends blocked on memory."""
+        with self._lock:
+            self._closed_reason = reason
+            self._memory_freed.notify_all()
 
     def has_work(self) -> bool:
         with self._lock:

@@ -8,22 +8,30 @@ retries across coordinator moves; each broker lists the groups it
 coordinates, so ``list_groups`` asks every live broker. Lag is the
 partition's high watermark (ListOffsets "latest" from its leader) minus the
 group's committed offset.
+
+Arguments of the wrong type raise TypeError at the call, before any request;
+values are the brokers' to judge (InvalidTopicError, InvalidPartitionsError,
+InvalidConfigError, ...), so the client and the brokers cannot disagree.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rill.client import protocol
+from rill.client.arguments import MAX_INT32, check_type, config_int, config_str
 from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
     BrokerNotAvailableError,
     GroupNotEmptyError,
     InvalidConfigError,
     InvalidGroupIdError,
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
     NotControllerError,
     RequestTimeoutError,
     RillError,
@@ -31,7 +39,12 @@ from rill.client.errors import (
     error_for_code,
 )
 from rill.client.metadata import ClusterMetadata
-from rill.client.network import FAST_CONNECT_TIMEOUT_MS, NetworkClient, attempt_ms, parse_bootstrap
+from rill.client.network import (
+    FAST_CONNECT_TIMEOUT_MS,
+    NetworkClient,
+    attempt_ms,
+    parse_bootstrap,
+)
 from rill.client.offset_lookup import list_offsets
 from rill.client.types import (
     BrokerInfo,
@@ -57,13 +70,14 @@ class Admin:
     """Topic and consumer-group administration against a cluster reached through ``bootstrap`` ("host:port[,...]")."""
 
     def __init__(self, bootstrap: str, request_timeout_ms: int = 30_000, client_id: str = "rill-admin"):
-        self._metadata = ClusterMetadata(parse_bootstrap(bootstrap))
+        addresses = parse_bootstrap(bootstrap)
+        self._timeout_ms = config_int("request_timeout_ms", request_timeout_ms, 1)
+        self._metadata = ClusterMetadata(addresses)
         self._context = new_context()
-        self._network = NetworkClient(self._context, client_id)
-        self._timeout_ms = request_timeout_ms
+        self._network = NetworkClient(self._context, config_str("client_id", client_id))
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "Admin":
+    def __enter__(self) -> Admin:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -76,14 +90,20 @@ class Admin:
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      config: dict[str, Any] | None = None) -> None:
-        """Create a topic; raises TopicAlreadyExistsError, InvalidConfigError, InvalidReplicationFactorError, ..."""
-        body = protocol.CreateTopicRequest(name, partitions, replication_factor,
-                                           {str(k): _config_value(v) for k, v in (config or {}).items()},
+        """Create a topic; raises TopicAlreadyExistsError, InvalidConfigError, InvalidReplicationFactorError, ...
+
+        ``config`` maps setting names (str) to str, int, float or bool values.
+        """
+        check_type("name", name, str)
+        _check_count("partitions", partitions, InvalidPartitionsError)
+        _check_count("replication_factor", replication_factor, InvalidReplicationFactorError)
+        body = protocol.CreateTopicRequest(name, partitions, replication_factor, _topic_config(config),
                                            self._timeout_ms)
         _raise_for(self._controller_request(protocol.CREATE_TOPIC, body))
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its data; raises UnknownTopicError if there is none."""
+        check_type("name", name, str)
         _raise_for(self._controller_request(protocol.DELETE_TOPIC, protocol.DeleteTopicRequest(name, self._timeout_ms)))
 
     def list_topics(self) -> list[str]:
@@ -109,6 +129,7 @@ class Admin:
 
     def describe_topic(self, name: str) -> TopicDescription:
         """Partitions (leader, replicas, ISR, leader epoch, high watermark, log start) and full config."""
+        check_type("name", name, str)
         with self._lock:
             self._metadata.refresh(self._network, [name], self._timeout_ms)
             if name not in self._metadata.partitions:
@@ -179,6 +200,8 @@ class Admin:
         end; a naive datetime is UTC). The group must have no members (GroupNotEmptyError).
         """
         _check_group_id(group_id)
+        check_type("topic", topic, str)
+        _check_partition_list(partitions)
         target = _reset_target(to_earliest, to_latest, to_offset, to_datetime)
         with self._lock:
             offsets = self._target_offsets(self._topic_partitions(topic, partitions), target)
@@ -304,8 +327,32 @@ class Admin:
         raise error
 
 
-def _config_value(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def _topic_config(config: Any) -> dict[str, str]:
+    """Topic settings as the wire carries them (str to str); TypeError for anything else."""
+    if config is None:
+        return {}
+    check_type("config", config, Mapping)
+    wire = {}
+    for name, value in config.items():
+        check_type("a config name", name, str)
+        check_type(f"config {name!r:.80}", value, (str, int, float, bool))
+        wire[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return wire
+
+
+def _check_count(name: str, value: Any, error: type[RillError]) -> None:
+    """A partition count or replication factor: an int (TypeError), that the wire can carry (else ``error``)."""
+    check_type(name, value, int)
+    if not -MAX_INT32 - 1 <= value <= MAX_INT32:
+        raise error(f"{name} {value} is out of range")
+
+
+def _check_partition_list(partitions: Any) -> None:
+    if partitions is None:
+        return
+    check_type("partitions", partitions, (list, tuple))
+    for index in partitions:
+        check_type("each partition", index, int)
 
 
 def _raise_for(result: protocol.TopicResult) -> None:
@@ -337,6 +384,9 @@ def _partition_lag(tp: TopicPartition, committed: int | None, log_end: int) -> P
 def _reset_target(to_earliest: bool, to_latest: bool, to_offset: int | None,
                   to_datetime: datetime | str | None) -> ResetTarget:
     """The one reset target given; InvalidConfigError for none, several, or a bad value."""
+    for name, flag in (("to_earliest", to_earliest), ("to_latest", to_latest)):
+        if not isinstance(flag, bool):
+            raise InvalidConfigError(f"{name} must be True or False, got {flag!r:.80}")
     given = [name for name, value in (("to_earliest", to_earliest), ("to_latest", to_latest),
                                       ("to_offset", to_offset is not None), ("to_datetime", to_datetime is not None))
              if value]

@@ -215,8 +215,11 @@ def read_header(buffer: bytes | memoryview, position: int = 0) -> BatchHeader:
     return BatchHeader._make(HEADER.unpack_from(buffer, position))
 
 
-def check_batch(buffer: bytes | memoryview, position: int = 0) -> BatchHeader:
-    """Validate one batch at ``position``: length, magic, counts and CRC. Raises CorruptRecordError."""
+def check_batch(buffer: bytes | memoryview, position: int = 0, check_crc: bool = True) -> BatchHeader:
+    """Validate one batch at ``position``: length, magic, counts and (unless ``check_crc`` is False) CRC.
+
+    Raises CorruptRecordError.
+    """
     header = read_header(buffer, position)
     end = position + header.size
     if header.batch_length < HEADER_SIZE - LOG_OVERHEAD or end > len(buffer):
@@ -232,8 +235,7 @@ def check_batch(buffer: bytes | memoryview, position: int = 0) -> BatchHeader:
         )
     if header.compression not in (COMPRESSION_NONE, COMPRESSION_LZ4):
         raise CorruptRecordError(f"batch at byte {position} has unknown codec {header.compression}")
-    view = memoryview(buffer)[position + CRC_START : end]
-    if crc32c(view) != header.crc:
+    if check_crc and crc32c(memoryview(buffer)[position + CRC_START : end]) != header.crc:
         raise CorruptRecordError(f"batch at byte {position} fails its CRC")
     return header
 
@@ -342,6 +344,8 @@ def _decode_headers(body: memoryview, position: int, count: int) -> tuple[list, 
     if total < 0 or min(counts, default=0) < 0:
         raise CorruptRecordError("batch has a negative header count")
     name_lengths, position = _read_array("i", body, position, total)
+    if min(name_lengths, default=0) < 0:
+        raise CorruptRecordError("batch has a header without a name")
     value_lengths, position = _read_array("i", body, position, total)
     names, position = _split(body, position, name_lengths)
     values, position = _split(body, position, value_lengths)
@@ -351,7 +355,10 @@ def _decode_headers(body: memoryview, position: int, count: int) -> tuple[list, 
         if number == 0:
             headers.append(EMPTY_HEADERS)
             continue
-        headers.append({names[i].decode(): values[i] for i in range(index, index + number)})
+        try:
+            headers.append({names[i].decode(): values[i] for i in range(index, index + number)})
+        except UnicodeDecodeError:
+            raise CorruptRecordError("batch has a header name that is not UTF-8") from None
         index += number
     return headers, position
 

@@ -30,9 +30,20 @@ class OffsetOutOfRangeError(RillError):
 
 
 class CorruptRecordError(RillError):
-    """A record batch failed its CRC, size or format check; nothing was stored."""
+    """A record batch failed its CRC, size or format check; nothing was stored.
+
+    From a consumer's poll it names where: ``topic``, ``partition`` and ``offset``, the offset of the
+    next record the consumer would have returned (the bad batch holds it); None from a broker.
+    """
 
     code = 2
+
+    def __init__(self, message: str = "", topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None):
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
 
 class UnknownTopicError(RillError):
@@ -137,6 +148,14 @@ class InvalidRequestError(RillError):
     code = 42
 
 
+class ClusterAuthorizationError(RillError):
+    """A broker-internal request (replication, registration, heartbeat, ISR change, controlled
+    shutdown) came from a client: only brokers holding the cluster secret may send them, on the
+    inter-broker port."""
+
+    code = 31
+
+
 class FencedLeaderEpochError(RillError):
     """The request carried a leader epoch older than the partition's current one."""
 
@@ -228,6 +247,42 @@ class PartitionNotOwnedError(RillError):
     code = 1001
 
 
+class OffsetMetadataTooLargeError(RillError):
+    """A committed offset's metadata is longer than the broker's ``offset_metadata_max_bytes``; it was not
+    committed."""
+
+    code = 12
+
+
+class GroupMaxSizeReachedError(RillError):
+    """The group has as many members as the broker's ``group_max_size`` allows; this one cannot join."""
+
+    code = 81
+
+
+class ThrottlingQuotaExceededError(RillError):
+    """The broker holds as many waiting requests (long-poll fetches, acks=all produces, ...) as it allows,
+    from this connection or in all, or as many unconfirmed acks=all writes to the partition; retry later."""
+
+    code = 89
+    retriable = True
+
+
+class InvalidRegularExpressionError(InvalidConfigError):
+    """The subscription pattern is not a regular expression the coordinator accepts: bad syntax for RE2
+    (no backreferences or lookarounds), longer than ``max_subscription_pattern_length``, or too large once
+    compiled."""
+
+    code = 121
+
+
+class TooManyGroupsError(RillError):
+    """The coordinator holds as many groups as the broker's ``max_groups`` allows; a new group cannot start
+    until others are deleted or become empty."""
+
+    code = 1002
+
+
 class NoOffsetForPartitionError(RillError):
     """No committed offset for a partition and ``auto_offset_reset`` is "error"."""
 
@@ -244,6 +299,13 @@ class ConsumerClosedError(RillError):
     """The consumer was closed."""
 
     code = -3
+
+
+class ClientInternalError(RillError):
+    """The client library hit an unexpected error (a bug) while handling this record; the log has the
+    traceback. The client goes on; the record may or may not have been stored."""
+
+    code = -5
 
 
 _BY_CODE: dict[int, type[RillError]] = {}

@@ -60,6 +60,18 @@ class GroupMembership:
     def joined(self) -> bool:
         return self.member_epoch > 0
 
+    def subscribe(self, topics: list[str], pattern: str) -> None:
+        """Change the subscription; the next heartbeat (sent at once) carries it, and the coordinator
+        answers with an assignment for it, taking away partitions of topics no longer subscribed."""
+        self._topics = sorted(topics)
+        self._pattern = pattern
+        self.heartbeat_soon()
+
+    def take_assignment(self) -> set[TopicPartition] | None:
+        """The assignment of the latest heartbeat answer not yet taken, if any."""
+        assignment, self.assignment = self.assignment, None
+        return assignment
+
     def heartbeat_soon(self) -> None:
         """Send the next heartbeat at once (after a revocation, so its new owner gets it quickly)."""
         self._next_heartbeat = 0.0

@@ -3,8 +3,11 @@
 One DEALER socket per broker address. ``IMMEDIATE`` keeps requests from
 queueing for a broker that is not connected, so a dead broker shows up as
 BrokerNotAvailableError at once or as RequestTimeoutError after
-``timeout_ms``, never as a silent wait. Not thread-safe: each thread that
-talks to brokers owns its own NetworkClient (the zmq Context is shared).
+``timeout_ms``, never as a silent wait. A request that gets no response
+(produce with acks=0) stays in flight until ZeroMQ has handed its bytes to
+the connection, so a broker that stops reading cannot make frames pile up
+in ZeroMQ's queue. Not thread-safe: each thread that talks to brokers owns
+its own NetworkClient (the zmq Context is shared).
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import zmq
-from zmq.utils.monitor import recv_monitor_message
-
 from rill.client import protocol
 from rill.client.errors import (
     BrokerNotAvailableError,
@@ -27,6 +29,7 @@ from rill.client.errors import (
     error_for_code,
 )
 from rill.client.zmq_flavor import new_poller
+from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +41,17 @@ MAX_ATTEMPT_MS = 5_000  # one attempt of a request retried until a deadline
 
 
 class _InFlight:
-    __slots__ = ("api", "address", "callback", "deadline")
+    """A request awaiting its response, or (``tracker`` set) a request without one awaiting its hand-over."""
 
-    def __init__(self, api: protocol.Api, address: str, callback: Callback, deadline: float):
+    __slots__ = ("address", "api", "callback", "deadline", "tracker")
+
+    def __init__(self, api: protocol.Api, address: str, callback: Callback, deadline: float,
+                 tracker: zmq.MessageTracker | None = None):
         self.api = api
         self.address = address
         self.callback = callback
         self.deadline = deadline
+        self.tracker = tracker
 
 
 def attempt_ms(deadline: float) -> int:
@@ -54,10 +61,12 @@ def attempt_ms(deadline: float) -> int:
 
 def parse_bootstrap(bootstrap: str) -> list[str]:
     """'host:port[,host:port...]' as a list of 'host:port'; raises InvalidConfigError when malformed."""
+    if not isinstance(bootstrap, str):
+        raise InvalidConfigError(f"bootstrap must be a str of host:port[,host:port...], got {bootstrap!r:.80}")
     addresses = [part.strip() for part in bootstrap.split(",") if part.strip()]
     for address in addresses:
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise InvalidConfigError(f"bootstrap address {address!r} is not host:port")
     if not addresses:
         raise InvalidConfigError("bootstrap needs at least one host:port")
@@ -76,6 +85,7 @@ class NetworkClient:
         self._poller = new_poller()
         self._in_flight: dict[int, _InFlight] = {}
         self._in_flight_by_address: dict[str, int] = {}
+        self._handing_over: list[int] = []  # correlation ids of in-flight requests that get no response
         self._correlation_ids = itertools.count(1)
 
     def register(self, socket: zmq.Socket) -> None:
@@ -109,6 +119,11 @@ class NetworkClient:
     def pending(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def handing_over(self) -> int:
+        """Requests without a response that ZeroMQ has not yet handed to their connection."""
+        return len(self._handing_over)
+
     def send(self, address: str, api: protocol.Api, body: Any, callback: Callback, timeout_ms: int) -> bool:
         """Queue a request; False (and nothing queued) if the broker is not connected yet."""
         correlation_id = next(self._correlation_ids)
@@ -117,18 +132,35 @@ class NetworkClient:
             self._socket(address).send(frame, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
-        self._in_flight[correlation_id] = _InFlight(api, address, callback, time.monotonic() + timeout_ms / 1000)
-        self._in_flight_by_address[address] = self._in_flight_by_address.get(address, 0) + 1
+        self._add_in_flight(correlation_id, _InFlight(api, address, callback, time.monotonic() + timeout_ms / 1000))
         return True
 
-    def send_only(self, address: str, api: protocol.Api, body: Any) -> bool:
-        """Send a request that gets no response (produce with acks=0); False if not connected."""
-        frame = protocol.encode_request(api, next(self._correlation_ids), body, self._client_id)
+    def send_only(self, address: str, api: protocol.Api, body: Any, callback: Callback, timeout_ms: int) -> bool:
+        """Send a request that gets no response (produce with acks=0); False (nothing queued) if not connected.
+
+        It stays in flight until ZeroMQ has handed its bytes to the connection, then ``callback(None,
+        None)`` runs: so the bytes waiting inside ZeroMQ are bounded by the caller's in-flight limit,
+        even while the broker reads nothing. Still queued after ``timeout_ms``, the request fails with
+        RequestTimeoutError and the connection is dropped, which discards what it had queued.
+        """
+        correlation_id = next(self._correlation_ids)
+        # Zero-copy and tracked: ZeroMQ releases the frame (and sets its tracker) once it took the bytes.
+        # No reference to the Frame may outlive this call, or ZeroMQ would never release it.
+        frame = zmq.Frame(protocol.encode_request(api, correlation_id, body, self._client_id), track=True, copy=False)
         try:
-            self._socket(address).send(frame, zmq.NOBLOCK, copy=False)
+            tracker = self._socket(address).send(frame, zmq.NOBLOCK, copy=False, track=True)
         except zmq.Again:
             return False
+        finally:
+            del frame
+        deadline = time.monotonic() + timeout_ms / 1000
+        self._add_in_flight(correlation_id, _InFlight(api, address, callback, deadline, tracker))
+        self._handing_over.append(correlation_id)
         return True
+
+    def _add_in_flight(self, correlation_id: int, entry: _InFlight) -> None:
+        self._in_flight[correlation_id] = entry
+        self._in_flight_by_address[entry.address] = self._in_flight_by_address.get(entry.address, 0) + 1
 
     def poll(self, timeout_ms: float) -> list[zmq.Socket]:
         """Wait up to timeout_ms, dispatch every response that arrived, expire late requests.
@@ -138,6 +170,8 @@ class NetworkClient:
         ready = dict(self._poller.poll(max(0, int(timeout_ms))))
         extra = []
         for socket in ready:
+            if socket.closed:
+                continue  # dropped by _disconnect while handling an earlier socket
             if socket in self._monitors:
                 self._on_monitor_event(socket)
                 continue
@@ -151,8 +185,22 @@ class NetworkClient:
                 except zmq.Again:
                     break
                 self._dispatch(frame)
+        if self._handing_over:
+            self._complete_handed_over()
         self._expire(time.monotonic())
         return extra
+
+    def _complete_handed_over(self) -> None:
+        """Requests without a response are done once ZeroMQ has handed their bytes to the connection."""
+        done = [cid for cid in self._handing_over if cid not in self._in_flight or self._in_flight[cid].tracker.done]
+        if not done:
+            return
+        finished = set(done)
+        self._handing_over = [cid for cid in self._handing_over if cid not in finished]
+        for correlation_id in done:
+            entry = self._finish(correlation_id)
+            if entry is not None:
+                entry.callback(None, None)
 
     def _on_monitor_event(self, monitor: zmq.Socket) -> None:
         """A broker connection dropped: its requests will get no answer, so fail them now (retriable)."""
@@ -162,7 +210,14 @@ class NetworkClient:
             except zmq.Again:
                 break
             if event["event"] == zmq.EVENT_DISCONNECTED:
-                self._fail_address(self._monitors[monitor])
+                address = self._monitors[monitor]
+                if self._hands_over_to(address):
+                    self._disconnect(address)  # the frames it queued must not outlive their failed requests
+                    return
+                self._fail_address(address)
+
+    def _hands_over_to(self, address: str) -> bool:
+        return any(self._in_flight[cid].address == address for cid in self._handing_over if cid in self._in_flight)
 
     def _fail_address(self, address: str) -> None:
         lost = [cid for cid, entry in self._in_flight.items() if entry.address == address]
@@ -197,9 +252,32 @@ class NetworkClient:
 
     def _expire(self, now: float) -> None:
         late = [cid for cid, entry in self._in_flight.items() if entry.deadline <= now]
+        stuck = set()
         for correlation_id in late:
             entry = self._finish(correlation_id)
+            if entry is None:
+                continue  # failed already, with its connection, by an earlier callback
+            if entry.tracker is not None:
+                stuck.add(entry.address)
             entry.callback(None, RequestTimeoutError(f"{entry.api.name} to {entry.address} timed out"))
+        for address in stuck:
+            self._disconnect(address)
+
+    def _disconnect(self, address: str) -> None:
+        """Drop the connection (and every frame queued for it); its other requests fail now (retriable)."""
+        socket = self._sockets.pop(address, None)
+        if socket is None:
+            return
+        del self._addresses[socket]
+        monitor = next(m for m, monitored in self._monitors.items() if monitored == address)
+        del self._monitors[monitor]
+        for dropped in (socket, monitor):
+            self._poller.unregister(dropped)
+        socket.disable_monitor()
+        socket.close(linger=0)
+        monitor.close(linger=0)
+        log.warning("dropped the connection to %s: a request stayed queued past its timeout", address)
+        self._fail_address(address)
 
     def request(self, address: str, api: protocol.Api, body: Any, timeout_ms: int,
                 connect_timeout_ms: int = CONNECT_TIMEOUT_MS) -> Any:

@@ -4,6 +4,11 @@
 appends the record to its partition's open batch and returns at once; a
 background sender thread ships batches (see client/sender.py). Thread-safe:
 many threads may share one Producer.
+
+A wrong call fails at the call: settings with InvalidConfigError when the
+Producer is built; ``send`` with TypeError (a str value, say) or ValueError
+(a negative partition, a bad topic name) before anything is queued, so one
+bad record cannot harm the records of other threads.
 """
 
 from __future__ import annotations
@@ -11,12 +16,23 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import zmq
-
 from rill.client import batch as batch_format
 from rill.client.accumulator import RecordAccumulator, RecordFuture
+from rill.client.arguments import (
+    MAX_INT32,
+    MAX_TIMESTAMP_MS,
+    check_partition,
+    check_timeout_s,
+    check_timestamp_ms,
+    check_topic,
+    config_int,
+    config_str,
+    record_bytes,
+    record_headers,
+)
 from rill.client.errors import (
     InvalidConfigError,
     ProducerClosedError,
@@ -31,6 +47,11 @@ from rill.client.sender import Sender, SenderConfig
 from rill.client.zmq_flavor import new_context
 
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
+MINIMUMS = {  # of the integer settings; each is at most 2**31-1 (Kafka's int), buffer_memory at most 2**63-1
+    "linger_ms": 0, "batch_size": 1, "max_request_size": batch_format.HEADER_SIZE + 1, "buffer_memory": 1,
+    "max_block_ms": 0, "delivery_timeout_ms": 1, "request_timeout_ms": 1, "retry_backoff_ms": 0,
+    "max_in_flight_requests_per_connection": 1,
+}
 _instances = itertools.count()
 _wall_clock_s = time.time
 
@@ -55,17 +76,12 @@ class Producer:
         max_in_flight_requests_per_connection: int = 5,
         client_id: str = "rill-producer",
     ):
-        if acks not in ACKS:
-            raise InvalidConfigError(f"acks must be 0, 1, 'all' or -1, got {acks!r}")
-        if compression not in batch_format.COMPRESSION_CODECS:
-            raise InvalidConfigError(f"compression must be one of {sorted(batch_format.COMPRESSION_CODECS)}")
-        for name, value in (("linger_ms", linger_ms), ("batch_size", batch_size), ("max_block_ms", max_block_ms),
-                            ("max_request_size", max_request_size), ("buffer_memory", buffer_memory),
-                            ("delivery_timeout_ms", delivery_timeout_ms), ("request_timeout_ms", request_timeout_ms),
-                            ("retry_backoff_ms", retry_backoff_ms),
-                            ("max_in_flight_requests_per_connection", max_in_flight_requests_per_connection)):
-            if not isinstance(value, int) or value < (0 if name in ("linger_ms", "retry_backoff_ms") else 1):
-                raise InvalidConfigError(f"{name} must be a positive integer, got {value!r}")
+        addresses = parse_bootstrap(bootstrap)
+        _check_settings(acks, compression, client_id, linger_ms=linger_ms, batch_size=batch_size,
+                        max_request_size=max_request_size, buffer_memory=buffer_memory, max_block_ms=max_block_ms,
+                        delivery_timeout_ms=delivery_timeout_ms, request_timeout_ms=request_timeout_ms,
+                        retry_backoff_ms=retry_backoff_ms,
+                        max_in_flight_requests_per_connection=max_in_flight_requests_per_connection)
         self._max_request_size = max_request_size
         self._max_block_s = max_block_ms / 1000
         self._closed = False
@@ -80,7 +96,7 @@ class Producer:
             SenderConfig(ACKS[acks], batch_format.COMPRESSION_CODECS[compression],
                          max_in_flight_requests_per_connection, max_request_size, request_timeout_ms,
                          retry_backoff_ms, client_id),
-            self._accumulator, ClusterMetadata(parse_bootstrap(bootstrap)), self._context, wake_address,
+            self._accumulator, ClusterMetadata(addresses), self._context, wake_address,
         )
         self._sender.start()
         self._wake_socket = self._context.socket(zmq.PUSH)
@@ -88,20 +104,45 @@ class Producer:
         self._wake_socket.setsockopt(zmq.SNDHWM, 1)
         self._wake_socket.connect(wake_address)
 
-    def __enter__(self) -> "Producer":
+    def __enter__(self) -> Producer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: Mapping[str, bytes] | None = None, partition: int | None = None,
+             headers: Mapping[str, bytes] | list[tuple[str, bytes]] | None = None, partition: int | None = None,
              timestamp_ms: int | None = None) -> RecordFuture:
-        """Queue one record; the future gives its RecordMetadata once acknowledged."""
+        """Queue one record; the future gives its RecordMetadata once acknowledged.
+
+        ``value`` and ``key``: bytes, bytearray or memoryview (copied at the call) or None. ``headers``: a
+        dict or a list of (str, bytes) pairs. A wrong type raises TypeError and a bad value ValueError, at
+        the call; a partition the topic does not have raises UnknownTopicError; a record over
+        max_request_size RecordTooLargeError. Blocks up to max_block_ms for the topic's metadata and for
+        buffer_memory (then RequestTimeoutError).
+        """
         if self._closed:
             raise ProducerClosedError("send() after close()")
+        if self._sender.fatal_error is not None:
+            raise ProducerClosedError(str(self._sender.fatal_error))
+        # Cheap exact-type tests first: the checks below cost a call only for unusual arguments.
+        if topic.__class__ is not str:
+            check_topic(topic)
+        if value.__class__ is not bytes and value is not None:
+            value = record_bytes("value", value)
+        if key.__class__ is not bytes and key is not None:
+            key = record_bytes("key", key)
+        headers_size = 0
+        if headers is not None:
+            headers, headers_size = record_headers(headers)
+        if partition is not None and (partition.__class__ is not int or partition < 0):
+            check_partition(partition)
+        if timestamp_ms is not None and (timestamp_ms.__class__ is not int
+                                         or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS):
+            check_timestamp_ms(timestamp_ms)
         count = self._sender.partition_counts.get(topic)
         if count is None:
+            check_topic(topic)
             count = self._wait_for_topic(topic)
         if partition is None:
             if key is not None:
@@ -112,9 +153,7 @@ class Producer:
                     partition = self._partitioner.partition(topic, count)
         elif not 0 <= partition < count:
             raise UnknownTopicError(f"topic {topic!r} has partitions 0..{count - 1}, not {partition}")
-        size = (0 if value is None else len(value)) + (0 if key is None else len(key))
-        if headers:
-            size += sum(len(name) + len(header) for name, header in headers.items())
+        size = (0 if value is None else len(value)) + (0 if key is None else len(key)) + headers_size
         if size + batch_format.HEADER_SIZE > self._max_request_size:
             raise RecordTooLargeError(f"a record of {size} bytes is over max_request_size={self._max_request_size}")
         if timestamp_ms is None:
@@ -135,8 +174,10 @@ class Producer:
                     return count
                 if topic in sender.metadata.errors:
                     raise sender.metadata.errors[topic]
+                if not sender.is_alive():
+                    raise sender.fatal_error or ProducerClosedError("the producer is closed")
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not sender.is_alive():
+                if remaining <= 0:
                     raise RequestTimeoutError(f"no metadata for topic {topic!r} within max_block_ms")
                 sender.metadata_changed.wait(min(remaining, 0.1))
 
@@ -158,20 +199,31 @@ class Producer:
             self._partitioner.batch_closed(topic, partition, count)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send every record queued so far and wait until each is acknowledged or failed."""
+        """Send every record queued so far and wait until each is acknowledged or failed, and its done
+        callbacks have run.
+
+        Raises RequestTimeoutError after ``timeout`` seconds, and ProducerClosedError at once if the
+        producer's sender thread has stopped for good.
+        """
+        timeout = check_timeout_s("timeout", timeout)
+        self._refuse_on_sender_thread("flush")
+        if self._sender.fatal_error is not None:
+            raise ProducerClosedError(str(self._sender.fatal_error))
         deadline = None if timeout is None else time.monotonic() + timeout
         self._accumulator.flushing += 1
         try:
             self._wake()
             for batch in self._accumulator.unfinished():
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not batch.result.wait(remaining):
+                if not batch.result.wait_settled(remaining):
                     raise RequestTimeoutError(f"flush did not complete within {timeout} s")
         finally:
             self._accumulator.flushing -= 1
 
     def close(self, timeout: float | None = None) -> None:
-        """Send what is queued (waiting up to ``timeout``), then stop; unsent records fail."""
+        """Send what is queued (waiting up to ``timeout`` seconds), then stop; unsent records fail."""
+        timeout = check_timeout_s("timeout", timeout)
+        self._refuse_on_sender_thread("close")
         if self._closed:
             return
         self._closed = True
@@ -185,3 +237,26 @@ class Producer:
         with self._wake_lock:
             self._wake_socket.close(linger=0)
         self._context.term()
+
+    def _refuse_on_sender_thread(self, call: str) -> None:
+        """Done callbacks run on the sender thread: a flush or close there would wait for that thread itself."""
+        if threading.current_thread() is self._sender:
+            raise RuntimeError(f"{call}() from a done callback would wait for itself: callbacks run on the "
+                               "producer's sender thread")
+
+
+def _check_settings(acks: object, compression: object, client_id: object, **numbers: object) -> None:
+    """InvalidConfigError for any setting of the wrong type or out of range, before anything starts."""
+    if isinstance(acks, bool) or not isinstance(acks, (int, str)) or acks not in ACKS:
+        raise InvalidConfigError(f"acks must be 0, 1, 'all' or -1, got {acks!r:.80}")
+    if not isinstance(compression, str) or compression not in batch_format.COMPRESSION_CODECS:
+        raise InvalidConfigError(f"compression must be one of {sorted(batch_format.COMPRESSION_CODECS)}, "
+                                 f"got {compression!r:.80}")
+    config_str("client_id", client_id)
+    for name, value in numbers.items():
+        config_int(name, value, MINIMUMS[name], MAX_TIMESTAMP_MS if name == "buffer_memory" else MAX_INT32)
+    linger_ms, request_timeout_ms, delivery_timeout_ms = (
+        numbers["linger_ms"], numbers["request_timeout_ms"], numbers["delivery_timeout_ms"])
+    if delivery_timeout_ms < linger_ms + request_timeout_ms:
+        raise InvalidConfigError(f"delivery_timeout_ms ({delivery_timeout_ms}) must be at least linger_ms + "
+                                 f"request_timeout_ms ({linger_ms + request_timeout_ms}), as in Kafka")

@@ -336,6 +336,9 @@ class NodeStatusRequest(Struct):
 
 
 class NodeStatusResponse(Struct):
+    """A node's report on itself. Fields after ``under_replicated`` came later: they have defaults, so
+    a report from an older node decodes (with the defaults) and an older reader ignores them."""
+
     node_id: int
     raft_role: str  # "leader", "follower" or "candidate"
     raft_leader_id: int
@@ -344,6 +347,10 @@ class NodeStatusResponse(Struct):
     partitions: int
     partitions_led: int
     under_replicated: int
+    offline_partitions: list[str] = []  # "<topic>-<partition>" replicas that a disk error took offline here
+    loop_lag_ms_p50: float = 0.0  # how late the node's event loop ran what was due, over the last minute
+    loop_lag_ms_p99: float = 0.0
+    loop_lag_ms_max: float = 0.0
 
 
 # ---- consumer groups (KIP-848 style: the coordinator computes assignments) ---
@@ -549,13 +556,16 @@ OFFSET_FETCH = Api(18, "offset_fetch", OffsetFetchRequest, OffsetFetchResponse)
 LIST_GROUPS = Api(19, "list_groups", ListGroupsRequest, ListGroupsResponse)
 DESCRIBE_GROUP = Api(20, "describe_group", DescribeGroupRequest, DescribeGroupResponse)
 DELETE_GROUP = Api(21, "delete_group", DeleteGroupRequest, DeleteGroupResponse)
+# Broker-only: a broker's coordinator creating an internal topic (INTERNAL_TOPICS) through the controller.
+# CREATE_TOPIC refuses internal topics, so a client cannot create one with the wrong partition count.
+CREATE_INTERNAL_TOPIC = Api(22, "create_internal_topic", CreateTopicRequest, TopicResult)
 
 APIS: dict[int, Api] = {
     api.key: api
     for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS,
                 OFFSETS_FOR_LEADER_EPOCH, BROKER_REGISTRATION, BROKER_HEARTBEAT, ALTER_ISR, CONTROLLED_SHUTDOWN,
                 ELECT_LEADERS, NODE_STATUS, FIND_COORDINATOR, CONSUMER_GROUP_HEARTBEAT, OFFSET_COMMIT, OFFSET_FETCH,
-                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP)
+                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP, CREATE_INTERNAL_TOPIC)
 }
 
 _encoder = msgspec.msgpack.Encoder()

@@ -6,6 +6,12 @@ UnknownTopic, timeouts, dead brokers) refresh metadata and retry the batch
 after ``retry_backoff_ms`` until its ``delivery_timeout_ms`` runs out; other
 errors fail the batch's futures. The thread owns its NetworkClient and the
 producer's ClusterMetadata; other threads only read ``partition_counts``.
+
+The thread does not die on an unexpected error (a bug): it logs the
+traceback, fails the batches it held with ClientInternalError, starts over
+with a new NetworkClient and goes on. Only after MAX_FAILURES_IN_A_ROW such
+errors without a clean round between them does it stop for good; then
+``fatal_error`` is set and the accumulator refuses every later record.
 """
 
 from __future__ import annotations
@@ -17,16 +23,25 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import zmq
-
 from rill.client import protocol
 from rill.client.accumulator import ProducerBatch, RecordAccumulator
-from rill.client.errors import ProducerClosedError, RequestTimeoutError, RillError, error_for_code
+from rill.client.errors import (
+    ClientInternalError,
+    ProducerClosedError,
+    RequestTimeoutError,
+    RillError,
+    error_for_code,
+)
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 100
+HAND_OVER_POLL_MS = 1  # acks=0: how often to look whether ZeroMQ has handed a request to its connection
+MAX_FAILURES_IN_A_ROW = 10
+FAILURE_BACKOFF_S = 0.05
+CLOSED_REASON = "the producer was closed before the record was sent"
 METADATA_MAX_AGE_S = 300.0
 METADATA_REFRESH_BACKOFF_S = 0.05
 
@@ -62,6 +77,7 @@ class Sender(threading.Thread):
         self._closing = False
         self._force_close = False
         self.asleep = False
+        self.fatal_error: ProducerClosedError | None = None  # set when the thread stopped for good on errors
 
     # ---- called from other threads --------------------------------------------
 
@@ -72,34 +88,82 @@ class Sender(threading.Thread):
     # ---- the thread -------------------------------------------------------------
 
     def run(self) -> None:
-        network = NetworkClient(self._context, self.config.client_id)
-        wake = self._context.socket(zmq.PULL)
-        wake.setsockopt(zmq.LINGER, 0)
-        wake.bind(self._wake_address)
-        network.register(wake)
+        reason = CLOSED_REASON
         try:
-            self._loop(network, wake)
-        except Exception:
-            log.exception("the producer's sender thread failed")
-            self._fail_all(ProducerClosedError("the producer's sender thread failed"))
+            wake = self._context.socket(zmq.PULL)
+            try:
+                wake.setsockopt(zmq.LINGER, 0)
+                wake.bind(self._wake_address)
+                reason = self._loop(wake)
+            finally:
+                wake.close(linger=0)
+        except Exception as error:
+            log.exception("the producer's sender thread stopped")
+            reason = f"the producer stopped: its sender thread failed ({error!r})"
+        finally:
+            self._shut_down(reason)
+
+    def _loop(self, wake: zmq.Socket) -> str:
+        """Rounds until the producer is closed; returns why it stopped."""
+        network = self._new_network(wake)
+        failures_in_a_row = 0
+        try:
+            while True:
+                try:
+                    if not self._round(network, wake):
+                        return CLOSED_REASON
+                    failures_in_a_row = 0
+                except Exception as error:
+                    failures_in_a_row += 1
+                    log.exception("the producer's sender hit an unexpected error (%d in a row); it goes on",
+                                  failures_in_a_row)
+                    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                        return (f"the producer stopped: its sender thread failed {failures_in_a_row} times in "
+                                f"a row, last with {error!r}")
+                    network = self._start_over(network, wake, error)
         finally:
             network.close()
-            wake.close(linger=0)
 
-    def _loop(self, network: NetworkClient, wake: zmq.Socket) -> None:
-        while True:
-            if self._force_close:
-                self._fail_all(ProducerClosedError("the producer was closed before the record was sent"))
-                return
-            if self._closing and not self.accumulator.has_work() and not network.pending:
-                return
-            now = time.monotonic()
-            ready, next_due = self.accumulator.drain(now, force=self._closing)
-            self._waiting.extend(ready)
-            self._refresh_metadata(network, now)
-            self._send_waiting(network, now)
-            self._expire(now)
-            self._sleep(network, wake, self._poll_timeout_ms(now, next_due))
+    def _new_network(self, wake: zmq.Socket) -> NetworkClient:
+        network = NetworkClient(self._context, self.config.client_id)
+        network.register(wake)
+        return network
+
+    def _round(self, network: NetworkClient, wake: zmq.Socket) -> bool:
+        """Drain, send, expire, then wait for responses; False once the producer is closed."""
+        if self._force_close:
+            return False
+        if self._closing and not self.accumulator.has_work() and not network.pending:
+            return False
+        now = time.monotonic()
+        ready, next_due = self.accumulator.drain(now, force=self._closing)
+        self._waiting.extend(ready)
+        self._refresh_metadata(network, now)
+        self._send_waiting(network, now)
+        self._expire(now)
+        self._sleep(network, wake, self._poll_timeout_ms(now, next_due))
+        return True
+
+    def _start_over(self, network: NetworkClient, wake: zmq.Socket, error: Exception) -> NetworkClient:
+        """After an unexpected error: fail the batches this thread held (waiting or in flight), and drop the
+        network client, so that no late answer completes them twice. Batches still queued are kept."""
+        failure = ClientInternalError(f"the producer's sender failed while handling this record: {error!r}")
+        self._waiting = []
+        for batch in self.accumulator.drained_unfinished():
+            self.accumulator.finished(batch, -1, failure)
+        network.close()
+        self._metadata_stale = True
+        time.sleep(FAILURE_BACKOFF_S)  # a failure that repeats at once must not spin
+        return self._new_network(wake)
+
+    def _shut_down(self, reason: str) -> None:
+        """The thread ends: refuse later records and fail every unfinished one (closed, or failed for good)."""
+        if reason != CLOSED_REASON:
+            self.fatal_error = ProducerClosedError(reason)
+        self.accumulator.close(reason)
+        self._fail_all(ProducerClosedError(reason))
+        with self.metadata_changed:
+            self.metadata_changed.notify_all()  # callers waiting for a topic's metadata see the thread gone
 
     def _sleep(self, network: NetworkClient, wake: zmq.Socket, timeout_ms: float) -> None:
         """Wait for responses or a wake-up. ``asleep`` is set before the last look at the
@@ -108,6 +172,8 @@ class Sender(threading.Thread):
         try:
             if self.accumulator.has_ready():
                 timeout_ms = 0
+            elif network.handing_over:
+                timeout_ms = min(timeout_ms, HAND_OVER_POLL_MS)
             if network.poll(timeout_ms):
                 _drain(wake)
         finally:
@@ -190,21 +256,20 @@ class Sender(threading.Thread):
             self.config.acks, self.config.request_timeout_ms,
             [protocol.TopicProduceData(topic, parts) for topic, parts in by_topic.items()],
         )
-        if self.config.acks == 0:
-            if not network.send_only(address, protocol.PRODUCE, request):
-                return False
-            for batch in batches:
-                self.accumulator.finished(batch, -1, None)
-            return True
-        return network.send(address, protocol.PRODUCE, request,
-                            lambda response, error: self._on_response(batches, response, error),
-                            self.config.request_timeout_ms)
+        send = network.send_only if self.config.acks == 0 else network.send
+        return send(address, protocol.PRODUCE, request,
+                    lambda response, error: self._on_response(batches, response, error),
+                    self.config.request_timeout_ms)
 
     def _on_response(self, batches: list[ProducerBatch], response: protocol.ProduceResponse | None,
                      error: RillError | None) -> None:
         if error is not None:
             for batch in batches:
                 self._retry_or_fail(batch, error)
+            return
+        if response is None:  # acks=0: the request left, and that is all it gets
+            for batch in batches:
+                self.accumulator.finished(batch, -1, None)
             return
         results = {(t.topic, p.partition): p for t in response.topics for p in t.partitions}
         for batch in batches:

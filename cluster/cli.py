@@ -56,6 +56,8 @@ class RillGroup(click.Group):
             return super().invoke(ctx)
         except RillError as error:
             raise CommandError(f"{type(error).__name__}: {error}") from None
+        except (TypeError, ValueError) as error:  # the client refused an argument given on the command line
+            raise CommandError(f"{type(error).__name__}: {error}") from None
         except ClusterError as error:
             raise CommandError(str(error)) from None
         except BrokenPipeError:
@@ -100,7 +102,12 @@ def main() -> None:
 @click.option("--cluster-id", help="Cluster id; every node of a cluster must agree.")
 def node(node_id: int, config_path: Path | None, data_dir: Path | None, base_port: int | None,
          node_count: int | None, cluster_id: str | None) -> None:
-    """Run one broker in the foreground until SIGTERM or Ctrl-C."""
+    """Run one broker in the foreground until SIGTERM or Ctrl-C.
+
+    Every node of a cluster needs the same cluster secret: cluster_secret in
+    the config, else RILL_CLUSTER_SECRET, else the file cluster.secret in the
+    data dir (rill cluster up writes it; a one-node cluster creates it).
+    """
     overrides = {"node_id": node_id, "data_dir": data_dir, "base_port": base_port,
                  "node_count": node_count, "cluster_id": cluster_id}
     try:
@@ -165,7 +172,10 @@ def status(data_dir: Path) -> None:
     clients on its port, the port, and from the node's own report (NODE_STATUS;
     "-" when it does not answer): its Raft role, whether it is the controller,
     whether the controller has fenced it, how many partitions it leads and how
-    many of those are under-replicated. Then its data dir.
+    many of those are under-replicated, which partition replicas it serves
+    nothing of ("offline": a disk error took them offline, or their topic's
+    config cannot be applied there), and how late its event loop ran what
+    was due over the last minute (p99 and max, in ms). Then its data dir.
     """
     layout = read_layout(data_dir)
     statuses = launcher.node_statuses(layout)

@@ -27,6 +27,7 @@ from typing import Callable, Iterable, TypeVar
 from rill.client import protocol
 from rill.cluster.layout import LOCAL_HOST, ClusterError, ClusterLayout, write_layout
 from rill.cluster.probe import node_answers, node_status
+from rill.node.cluster_secret import ensure_secret_file
 from rill.node.config import NodeConfig
 
 READY_TIMEOUT_SECONDS = 30.0
@@ -205,6 +206,7 @@ def start_nodes(layout: ClusterLayout, node_ids: list[int],
                          if node_id not in node_ids and node_state(layout, node_id)[1] is ProcessState.RUNNING)
     quorum = others_running + len(set(node_ids)) >= majority(layout)
     write_layout(layout)
+    ensure_secret_file(layout.data_dir)  # the nodes read it from there: Raft and inter-broker credentials
     processes: dict[int, subprocess.Popen] = {}
     try:
         for node_id in node_ids:
@@ -216,9 +218,9 @@ def start_nodes(layout: ClusterLayout, node_ids: list[int],
     return [] if quorum else sorted(processes)
 
 
-def _ports(layout: ClusterLayout, node_id: int) -> tuple[int, int, int]:
+def _ports(layout: ClusterLayout, node_id: int) -> tuple[int, int, int, int]:
     node = layout.node(node_id)
-    return node.port, node.raft_port, node.http_port
+    return node.port, node.raft_port, node.http_port, node.internal_port
 
 
 def _port_is_free(port: int) -> bool:

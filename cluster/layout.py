@@ -10,7 +10,8 @@
 Beside it each node has ``node-<id>.pid`` (the pid of its process, while it
 runs) and ``node-<id>.log`` (its stdout and stderr, appended across starts).
 Ports follow docs/architecture.md, section 3: node i listens on B+i-1 (ZeroMQ),
-B+100+i-1 (Raft) and B+200+i-1 (HTTP).
+B+100+i-1 (Raft), B+200+i-1 (HTTP) and B+400+i-1 (inter-broker). ``cluster.secret``
+beside them (mode 0600) holds the secret the nodes authenticate each other with.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from rill.node.config import (
     HTTP_PORT_OFFSET,
+    INTERNAL_PORT_OFFSET,
     RAFT_PORT_OFFSET,
     NodeAddress,
     local_nodes,
@@ -129,7 +131,7 @@ def check_ports(layout: ClusterLayout) -> ClusterLayout:
     """The layout itself if it has a node and every port of every node is a valid TCP port, else ClusterError."""
     if layout.node_count < 1:
         raise ClusterError("a cluster needs at least one node")
-    highest_port = layout.nodes[-1].http_port
+    highest_port = max(layout.nodes[-1].http_port, layout.nodes[-1].internal_port)
     if layout.base_port < 1 or highest_port > 65535:
         raise ClusterError(f"{layout.node_count} node(s) from base port {layout.base_port} need ports "
                           f"{layout.base_port} to {highest_port}; choose ports within 1-65535")
@@ -140,7 +142,8 @@ def free_base_port(node_count: int, attempts: int = 200) -> int:
     """A base port whose client, Raft and HTTP ports are all free for ``node_count`` nodes right now."""
     for _ in range(attempts):
         base_port = random.randint(20_000, 40_000)
-        ports = [base_port + offset + index for offset in (0, RAFT_PORT_OFFSET, HTTP_PORT_OFFSET)
+        ports = [base_port + offset + index
+                 for offset in (0, RAFT_PORT_OFFSET, HTTP_PORT_OFFSET, INTERNAL_PORT_OFFSET)
                  for index in range(node_count)]
         if all(_port_is_free(port) for port in ports):
             return base_port

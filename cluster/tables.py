@@ -29,6 +29,11 @@ def _ids(ids: Iterable[int]) -> str:
     return ",".join(map(str, ids))
 
 
+def _offline(partitions: list[str]) -> str:
+    """The partitions a node serves nothing of (disk error, unusable config), or "none"."""
+    return ",".join(partitions) if partitions else "none"
+
+
 def _reported(field: str) -> Callable[[NodeStatus], object]:
     """A cell from the node's own NODE_STATUS report; "-" when it did not answer."""
     return lambda status: "-" if status.report is None else getattr(status.report, field)
@@ -46,6 +51,9 @@ STATUS_COLUMNS: list[Column] = [
     ("fenced", lambda status: "-" if status.report is None else _yes_no(status.report.fenced)),
     ("partitions led", _reported("partitions_led")),
     ("under-replicated", _reported("under_replicated")),
+    ("offline", lambda status: "-" if status.report is None else _offline(status.report.offline_partitions)),
+    ("loop lag p99/max ms", lambda status: "-" if status.report is None else
+     f"{status.report.loop_lag_ms_p99:.1f}/{status.report.loop_lag_ms_max:.1f}"),
     ("data dir", lambda status: status.data_dir),
 ]
 

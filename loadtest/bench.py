@@ -18,6 +18,11 @@ results, and stops the brokers by pid. Run with ``make bench`` (or
   kill is acknowledged; median over ``--failover-rounds`` kills.
 - consumer group: three member processes on 6 partitions, and the time
   rebalances take on a join and a crash (loadtest/group_bench.py).
+
+After each run it asks every broker for its event-loop lag (NodeStatus: how
+late the broker's asyncio loop ran what was due, p50/p99/max over the last
+minute) and prints those in a second table: heartbeats (200 ms) and the
+session timeout (1 s) share that loop with request handling.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from rill.cluster.layout import ClusterLayout, free_base_port
 from group_bench import SESSION_TIMEOUT_MS, bench_group
 
 SEND_TIME = struct.Struct(">q")
+
+LagRow = tuple[str, str, str, str, str]  # run, node, p50, p99, max (ms)
 
 
 @dataclass(frozen=True)
@@ -216,7 +223,27 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
-def report(settings: Settings, rows: list[tuple[str, str, str, str]]) -> None:
+def note_loop_lag(layout: ClusterLayout, run: str, lags: list[LagRow]) -> None:
+    """Add each broker's event-loop lag as it reports it now (over its last minute) to ``lags``."""
+    for status in launcher.node_statuses(layout):
+        report = status.report
+        if report is None:
+            lags.append((run, f"node {status.node_id}", "-", "-", "-"))
+        else:
+            lags.append((run, f"node {status.node_id}", f"{report.loop_lag_ms_p50:.1f}",
+                         f"{report.loop_lag_ms_p99:.1f}", f"{report.loop_lag_ms_max:.1f}"))
+
+
+def lag_table(lags: list[LagRow]) -> Table:
+    table = Table(title="Broker event-loop lag, ms (over the minute before the end of each run)")
+    for column in ("run", "node", "p50", "p99", "max"):
+        table.add_column(column)
+    for row in lags:
+        table.add_row(*row)
+    return table
+
+
+def report(settings: Settings, rows: list[tuple[str, str, str, str]], lags: list[LagRow]) -> None:
     console = Console(width=140)
     console.print(f"machine: {machine()}; brokers on loopback")
     console.print(f"parameters: {settings.value_bytes} B values (JSON order events), batch_size={settings.batch_size}, "
@@ -228,16 +255,21 @@ def report(settings: Settings, rows: list[tuple[str, str, str, str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    console.print(lag_table(lags))
 
 
-def single_broker_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str, str, str]]:
+def single_broker_rows(layout: ClusterLayout, settings: Settings,
+                       lags: list[LagRow]) -> list[tuple[str, str, str, str]]:
     megabytes = settings.value_bytes / 1e6
     with Admin(layout.bootstrap) as admin:
         admin.create_topic("bench-throughput", partitions=settings.partitions)
         admin.create_topic("bench-latency", partitions=settings.partitions)
     produce = bench_produce(layout.bootstrap, "bench-throughput", settings, "1")
+    note_loop_lag(layout, "produce, 1 broker", lags)
     consume = bench_consume(layout.bootstrap, "bench-throughput", settings.records + 1)
+    note_loop_lag(layout, "consume, 1 broker", lags)
     p50, p99, count = bench_latency(layout.bootstrap, "bench-latency", settings)
+    note_loop_lag(layout, "end-to-end latency, 1 broker", lags)
     return [
         ("produce, 1 broker", f"{settings.records:,}", "acks=1, send() in a loop, then flush()",
          f"{produce:,.0f} records/s ({produce * megabytes:,.1f} MB/s)"),
@@ -249,7 +281,8 @@ def single_broker_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[
     ]
 
 
-def replicated_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str, str, str]]:
+def replicated_rows(layout: ClusterLayout, settings: Settings,
+                    lags: list[LagRow]) -> list[tuple[str, str, str, str]]:
     megabytes = settings.value_bytes / 1e6
     rows = []
     with Admin(layout.bootstrap) as admin:
@@ -258,19 +291,22 @@ def replicated_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str
             admin.create_topic(topic, partitions=settings.partitions, replication_factor=3,
                                config={"min.insync.replicas": 2})
             rate = bench_produce(layout.bootstrap, topic, settings, acks)
+            note_loop_lag(layout, f"produce, 3 brokers, acks={acks}", lags)
             rows.append(("produce, 3 brokers, RF=3", f"{settings.records:,}", f"acks={acks}, min.insync.replicas=2",
                          f"{rate:,.0f} records/s ({rate * megabytes:,.1f} MB/s)"))
     if settings.failover_rounds:
         times = sorted(bench_failover(layout, settings.failover_rounds))
+        note_loop_lag(layout, "failover (the killed broker restarted: its lag is since then)", lags)
         rows.append(("failover, 3 brokers, RF=3", f"{len(times)} kills",
                      "kill -9 of the leader -> first acks=all write sent after it is acknowledged",
                      f"median {statistics.median(times):.2f} s (each: {', '.join(f'{t:.2f}' for t in times)})"))
-    return rows + group_rows(layout, settings)
+    return rows + group_rows(layout, settings, lags)
 
 
-def group_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str, str, str]]:
+def group_rows(layout: ClusterLayout, settings: Settings, lags: list[LagRow]) -> list[tuple[str, str, str, str]]:
     group = bench_group(layout.bootstrap, settings.records, make_values(1_000, settings.value_bytes),
                         settings.group_rate)
+    note_loop_lag(layout, "consumer group of 3", lags)
     megabytes = settings.value_bytes / 1e6
     return [
         ("consumer group of 3, 3 brokers", f"{settings.records:,}", "3 member processes, 6 partitions, RF=3",
@@ -298,13 +334,14 @@ def group_rows(layout: ClusterLayout, settings: Settings) -> list[tuple[str, str
 def main(replicated: bool, **options) -> None:
     """Measure throughput, latency and failover against fresh local clusters (1 broker, then 3)."""
     settings = Settings(**options)
+    lags: list[LagRow] = []
     with tempfile.TemporaryDirectory(prefix="rill-bench-") as folder:
         with running_cluster(Path(folder) / "single", 1) as layout:
-            rows = single_broker_rows(layout, settings)
+            rows = single_broker_rows(layout, settings, lags)
         if replicated:
             with running_cluster(Path(folder) / "replicated", 3) as layout:
-                rows += replicated_rows(layout, settings)
-    report(settings, rows)
+                rows += replicated_rows(layout, settings, lags)
+    report(settings, rows, lags)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
 """The broker process: wires Raft metadata, storage, replication and the network server.
 
-Startup: check the data dir belongs to this cluster, bind the client port,
-start Raft and wait until it has a leader and has replayed its journal, open
-the logs (recovery happens here), create local replicas for the topics it
+Startup: check the data dir belongs to this cluster, find the cluster
+secret, bind the client port and the inter-broker port (CURVE, brokers
+only), start Raft (its traffic encrypted with a password derived from the
+secret) and wait until it has a leader and has replayed its journal, open
+the logs (recovery happens here, on the disk executor: the loop keeps
+answering node status meanwhile), create local replicas for the topics it
 knows, then serve, register with the controller and heartbeat. SIGTERM and
 SIGINT stop it cleanly: leaderships move away first (controlled shutdown),
 then the socket closes, logs flush and write their clean-shutdown markers,
-and Raft stops.
+and Raft stops. Every long-running task is supervised (supervisor.py): one
+that dies logs CRITICAL and stops the node the same way, minus the
+controlled shutdown, and the process exits with FATAL_EXIT_CODE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -26,20 +32,25 @@ import zmq.asyncio
 from pysyncobj import SyncObj
 from rill.client import protocol
 from rill.client.errors import InvalidConfigError, error_for_code
+from rill.node.cluster_secret import ClusterSecret, find_cluster_secret
 from rill.node.config import NodeConfig
-from rill.node.coordinator.group_coordinator import GroupCoordinator
+from rill.node.coordinator.group_coordinator import GroupCoordinator, GroupLimits
+from rill.node.event_loop_lag import EventLoopLagMonitor
 from rill.node.log.manager import LogManager
 from rill.node.metadata.controller import Controller
 from rill.node.metadata.lifecycle import BrokerLifecycle
 from rill.node.metadata.state import MetadataState, raft_conf
 from rill.node.metadata.topic_config import log_config
 from rill.node.network.broker_client import BrokerClient
+from rill.node.network.internal_listener import curve_client, open_internal_listener, start_authenticator
 from rill.node.network.request_handler import RequestHandler
-from rill.node.network.server import NetworkServer
+from rill.node.network.server import NetworkServer, ParkingLimits
 from rill.node.replication.isr import ISR_CHECK_MS, IsrUpkeep
+from rill.node.replication.offline_leadership import OfflineLeadership
 from rill.node.replication.partition import Partition
-from rill.node.replication.replica_fetcher import ReplicaFetcher
-from rill.node.replication.replica_manager import ReplicaManager
+from rill.node.replication.replica_fetcher import FETCH_MAX_BYTES, ReplicaFetcher
+from rill.node.replication.replica_manager import ReplicaLimits, ReplicaManager
+from rill.node.supervisor import FATAL_EXIT_CODE, TaskSupervisor, run_every
 
 log = logging.getLogger("rill.node")
 
@@ -48,6 +59,7 @@ CONTROLLER_TICK_MS = 100
 CREATE_TOPIC_TIMEOUT_MS = 5_000
 GROUP_EXPIRY_CHECK_MS = 100
 CLUSTER_ID_FILE = "cluster.id"
+PEER_RESPONSE_OVERHEAD_BYTES = 1 << 20  # a peer's fetch response: records, plus this for its framing
 
 
 def check_cluster_id(node_dir: Path, cluster_id: str) -> None:
@@ -71,63 +83,101 @@ class Node:
         self._raft: SyncObj | None = None
         self._raft_ids = {f"{n.host}:{n.raft_port}": n.node_id for n in config.nodes}
         self._registered_once = False
+        self._logs_open = False  # metadata changes wait for the logs to open: opening applies every topic
+        self.supervisor = TaskSupervisor(self._stopping.set)
+        self.loop_lag = EventLoopLagMonitor()
 
     async def run(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
+        lag_monitor = self.supervisor.start("event loop lag monitor", self.loop_lag.run())
         check_cluster_id(config.node_data_dir, config.cluster_id)
+        secret = find_cluster_secret(config.cluster_secret, config.data_dir, len(config.nodes))
         self.state = MetadataState(lambda event: loop.call_soon_threadsafe(self._on_metadata_change, event))
         self.logs = LogManager(config.node_data_dir)
         context = zmq.asyncio.Context()
-        self.client = BrokerClient(context, config.node_id, {n.node_id: f"{n.host}:{n.port}" for n in config.nodes})
-        self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms)
+        self.client = BrokerClient(context, config.node_id,
+                                   {n.node_id: f"{n.host}:{n.internal_port}" for n in config.nodes},
+                                   curve_client(secret), spawn=self.supervisor.start,
+                                   max_response_bytes=config.max_request_bytes + FETCH_MAX_BYTES
+                                   + PEER_RESPONSE_OVERHEAD_BYTES)
+        authenticator = start_authenticator(context, secret)  # before the inter-broker port binds
+        self.client.connect([n.node_id for n in config.nodes if n.node_id != config.node_id])  # liveness.py
+        self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms,
+                                       ReplicaLimits(config.max_fetch_wait_ms, config.max_produce_timeout_ms,
+                                                     config.max_pending_acks_per_partition, config.fetch_max_bytes))
         self.logs.cleanable_end_offset = self._high_watermark
+        self.logs.on_storage_error = self.replicas.storage_failed
         self.isr = IsrUpkeep(config.node_id, self.client, self.replicas, self.controller_id,
                              config.replica_lag_time_max_ms)
-        self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved)
+        self.fetcher = ReplicaFetcher(config.node_id, self.client, self.replicas.high_watermark_moved,
+                                      functools.partial(self.supervisor.start, may_return=True),
+                                      logs=self.logs, on_storage_error=self.replicas.storage_failed)
+        self.offline_leadership = OfflineLeadership(config.node_id, self.client, self.controller_id,
+                                                    functools.partial(self.supervisor.start, may_return=True))
         self.coordinator = GroupCoordinator(config.node_id, self.state, self.replicas, self._create_topic,
-                                            config.offsets_topic_segment_bytes)
+                                            config.offsets_topic_segment_bytes,
+                                            GroupLimits(config.max_groups, config.group_max_size,
+                                                        config.offset_metadata_max_bytes,
+                                                        config.max_subscription_pattern_length))
         try:
-            server = self._bind(context)
+            server, internal_server = self._bind(context, secret)
             me = config.me
             partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
-            self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners, raft_conf(config.node_data_dir),
-                                 consumers=[self.state])
+            self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners,
+                                 raft_conf(config.node_data_dir, secret.raft_password), consumers=[self.state])
             self.controller = Controller(self._raft, self.state, config.cluster_id, config.topic_defaults,
-                                         config.session_timeout_ms, 3 * config.heartbeat_interval_ms,
+                                         config.session_timeout_ms, self.client.refused_since,
                                          config.auto_leader_rebalance)
             self.lifecycle = BrokerLifecycle(config, self.client, self.state, self.controller_id)
             handler = RequestHandler(self.state, self.controller, self.replicas, self.coordinator,
                                      self.controller_id, self.status,
-                                     self._serving_clients)
+                                     self._serving_clients, config.nodes)
             self._handle_signals()
-            serving = asyncio.ensure_future(server.serve(handler))  # node status answers from now on
+            serving = [self.supervisor.start("client listener", server.serve(handler)),  # node status answers
+                       self.supervisor.start("inter-broker listener", internal_server.serve(handler.from_broker))]
             try:
                 if await self._wait_for_raft():
-                    self._open_logs()
+                    await self._open_logs()
                     await self._serve()
             finally:
-                serving.cancel()
+                self.supervisor.stopping()
+                for task in serving:
+                    task.cancel()
                 server.close()
+                internal_server.close()
         finally:
-            self._shutdown(context)
+            authenticator.stop()
+            await self._shutdown(context)
+            lag_monitor.cancel()
+            self.supervisor.close()
 
-    def _open_logs(self) -> None:
+    async def _open_logs(self) -> None:
         """Recover every local log, drop deleted topics' logs, and take this broker's roles."""
-        self.logs.load_existing(self._storage_config)
+        await self.logs.load_existing(self._storage_config)
+        self._logs_open = True
         self._drop_logs_of_deleted_topics()
         for name, topic in self.state.topics.items():
             self.replicas.apply_topic(name, topic)
 
-    def _bind(self, context: zmq.asyncio.Context) -> NetworkServer:
+    def _bind(self, context: zmq.asyncio.Context, secret: ClusterSecret) -> tuple[NetworkServer, NetworkServer]:
+        """The client port's server and the inter-broker port's; checks the Raft port is free too."""
         me = self.config.me
         address = f"tcp://{me.host}:{me.port}"
+        internal_address = f"tcp://{me.host}:{me.internal_port}"
         try:
-            server = NetworkServer(context, address, self.config.max_request_bytes)
+            server = NetworkServer(context, address, self.config.max_request_bytes, parking=ParkingLimits(
+                self.config.max_parked_requests_per_connection, self.config.max_parked_requests))
         except zmq.ZMQError as error:
             raise InvalidConfigError(f"cannot listen on {address}: {error}") from None
+        try:
+            internal_server = open_internal_listener(context, internal_address, self.config.max_request_bytes,
+                                                     secret)
+        except zmq.ZMQError as error:
+            server.close()
+            raise InvalidConfigError(f"cannot listen on {internal_address} (inter-broker): {error}") from None
         _check_port_free(me.host, me.raft_port, "Raft")
-        return server
+        return server, internal_server
 
     async def _wait_for_raft(self) -> bool:
         """Until Raft has a leader and replayed its journal; False if the node is told to stop first."""
@@ -138,7 +188,8 @@ class Node:
             if time.monotonic() > deadline:
                 peers = ", ".join(f"{n.host}:{n.raft_port}" for n in self.config.nodes)
                 raise InvalidConfigError(f"Raft found no leader in {RAFT_READY_TIMEOUT_S:.0f} s: "
-                                         f"are a majority of {peers} reachable?")
+                                         f"are a majority of {peers} reachable, with this node's "
+                                         "cluster secret? (Raft drops messages under another secret)")
             await asyncio.sleep(0.02)
         return True
 
@@ -169,7 +220,7 @@ class Node:
         return node_id
 
     def _on_metadata_change(self, event: str) -> None:
-        if event.startswith("topic:"):
+        if event.startswith("topic:") and self._logs_open:
             name = event.removeprefix("topic:")
             self.replicas.apply_topic(name, self.state.topics.get(name))
             self.coordinator.topics_changed()
@@ -185,15 +236,18 @@ class Node:
         else:
             self.fetcher.unfollow(partition)
         self.coordinator.partition_role_changed(partition, role)
+        if role == "offline":
+            self.offline_leadership.step_down(partition)
 
     async def _create_topic(self, name: str, partitions: int, replication_factor: int,
                             config: dict[str, str]) -> None:
-        """Create a topic through the controller, wherever it runs (the coordinator's internal topic)."""
+        """Create an internal topic (the coordinator's) through the controller, wherever it runs: by the
+        broker-only CREATE_INTERNAL_TOPIC, as CREATE_TOPIC refuses internal topics."""
         if self.controller.active:
-            await self.controller.create_topic(name, partitions, replication_factor, config)
+            await self.controller.create_topic(name, partitions, replication_factor, config, internal=True)
             return
         request = protocol.CreateTopicRequest(name, partitions, replication_factor, config, CREATE_TOPIC_TIMEOUT_MS)
-        result = await self.client.request(self.controller_id(), protocol.CREATE_TOPIC, request,
+        result = await self.client.request(self.controller_id(), protocol.CREATE_INTERNAL_TOPIC, request,
                                            CREATE_TOPIC_TIMEOUT_MS)
         if result.error_code:
             raise error_for_code(result.error_code, result.error_message)
@@ -209,9 +263,11 @@ class Node:
         raft_leader = self.controller_id()
         role = "leader" if self._raft._isLeader() else ("follower" if raft_leader >= 0 else "candidate")
         led = self.replicas.leader_partitions()
+        lag = self.loop_lag.summary()
         return protocol.NodeStatusResponse(
             self.config.node_id, role, raft_leader, raft_leader, broker is None or broker.fenced,
-            len(self.replicas.partitions), len(led), sum(1 for p in led if p.under_replicated))
+            len(self.replicas.partitions), len(led), sum(1 for p in led if p.under_replicated),
+            self.replicas.offline_partitions(), lag.p50_ms, lag.p99_ms, lag.max_ms)
 
     # ---- serving and stopping -------------------------------------------------------------
 
@@ -222,18 +278,23 @@ class Node:
 
     async def _serve(self) -> None:
         """Heartbeat and do the periodic duties until told to stop; then move leaderships away."""
-        heartbeats = asyncio.ensure_future(self.lifecycle.run())
-        duties = [
-            asyncio.ensure_future(_every(CONTROLLER_TICK_MS, self.controller.tick)),
-            asyncio.ensure_future(_every(ISR_CHECK_MS, self.isr.check)),
-            asyncio.ensure_future(_every(GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members)),
-            asyncio.ensure_future(_every(self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup))),
-            asyncio.ensure_future(_every(self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due))),
-        ]
+        heartbeats = self.supervisor.start("heartbeats", self.lifecycle.run())
+        duties = [self.supervisor.start(name, run_every(name, interval_ms, action)) for name, interval_ms, action in (
+            ("controller tick", CONTROLLER_TICK_MS, self.controller.tick),
+            ("ISR check", ISR_CHECK_MS, self.isr.check),
+            ("group expiry", GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members),
+            ("retention", self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup)),
+            ("flush", self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due)),
+        )]
         log.info("node %d serving on %s:%d", self.config.node_id, self.config.me.host, self.config.me.port)
         try:
             await self._stopping.wait()
+            self.supervisor.stopping()
             heartbeats.cancel()
+            if self.supervisor.failure is not None:
+                log.info("node %d: stopping without a controlled shutdown after: %s", self.config.node_id,
+                         self.supervisor.failure)
+                return
             log.info("node %d: controlled shutdown", self.config.node_id)
             moved = await self.lifecycle.controlled_shutdown(self.config.controlled_shutdown_timeout_ms / 1000)
             log.info("node %d: leaderships %s", self.config.node_id, "moved" if moved else "not all moved")
@@ -241,11 +302,11 @@ class Node:
             for task in [heartbeats, *duties]:
                 task.cancel()
 
-    def _shutdown(self, context: zmq.asyncio.Context) -> None:
+    async def _shutdown(self, context: zmq.asyncio.Context) -> None:
         try:
             self.fetcher.close()
             self.client.close()
-            self.logs.close_all()
+            await self.logs.close_all()
         finally:
             if self._raft is not None:
                 self._raft.destroy()
@@ -263,30 +324,23 @@ def _check_port_free(host: str, port: int, what: str) -> None:
             raise InvalidConfigError(f"cannot listen on {host}:{port} for {what}: {error}") from None
 
 
-def _now_ms(action: Callable[[int], object]) -> Callable[[], None]:
-    def call() -> None:
-        action(int(time.time() * 1000))
+def _now_ms(action: Callable[[int], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+    def call() -> Awaitable[object]:
+        return action(int(time.time() * 1000))
 
     return call
 
 
-async def _every(interval_ms: int, action: Callable[[], Awaitable[None] | None]) -> None:
-    """Run ``action`` every interval until cancelled; a failure is logged and the next run goes on."""
-    while True:
-        await asyncio.sleep(interval_ms / 1000)
-        try:
-            result = action()
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception:
-            log.exception("periodic task %s failed", action)
-
-
 def run_node(config: NodeConfig) -> None:
-    """Run a broker in the foreground until SIGTERM or SIGINT."""
+    """Run a broker in the foreground until SIGTERM or SIGINT; exit with FATAL_EXIT_CODE if a task died."""
     logging.basicConfig(
         level=os.environ.get("RILL_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s node-{config.node_id} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(Node(config).run())
+    log.info("node config: %s", config.describe())
+    node = Node(config)
+    asyncio.run(node.run())
+    if node.supervisor.failure is not None:
+        log.critical("node %d exits after a fatal failure: %s", config.node_id, node.supervisor.failure)
+        sys.exit(FATAL_EXIT_CODE)

@@ -29,6 +29,7 @@ from rill.client import Admin, Consumer, Producer, TopicPartition
 from rill.client.batch import read_header
 from rill.client.errors import RillError
 from rill.client.types import PartitionInfo
+from rill.node.cluster_secret import generate_secret
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
 
@@ -81,11 +82,12 @@ class NodeAddress:
     port: int
     raft_port: int
     http_port: int
+    internal_port: int
     host: str = LOCAL_HOST
 
     @classmethod
     def with_free_ports(cls, node_id: int) -> "NodeAddress":
-        return cls(node_id, *free_ports(3))
+        return cls(node_id, *free_ports(4))
 
     @property
     def address(self) -> str:
@@ -108,7 +110,8 @@ def node_config_toml(cluster_id: str, node_id: int, data_dir: Path, nodes: Itera
     lines += [f"{key} = {_toml_value(value)}" for key, value in (settings or {}).items()]
     for node in nodes:
         lines += ["[[nodes]]", f"id = {node.node_id}", f"host = {_toml_value(node.host)}", f"port = {node.port}",
-                  f"raft_port = {node.raft_port}", f"http_port = {node.http_port}"]
+                  f"raft_port = {node.raft_port}", f"http_port = {node.http_port}",
+                  f"internal_port = {node.internal_port}"]
     if topic_defaults:
         lines.append("[topic_defaults]")
         lines += [f"{_toml_value(key)} = {_toml_value(value)}" for key, value in topic_defaults.items()]
@@ -122,13 +125,14 @@ class BrokerProcess:
     (``node-<id>.log``, appended across starts) and its storage
     (``<data_dir>/<id>/``). ``nodes`` is the cluster's node list (default: this
     node alone on free ports); ``settings`` are extra config keys such as
-    ``session_timeout_ms``.
+    ``session_timeout_ms``; ``cluster_secret`` (default: a new one) goes into the TOML.
     """
 
     def __init__(self, data_dir: Path, node_id: int = 1, topic_defaults: dict[str, str] | None = None, *,
                  nodes: Iterable[NodeAddress] | None = None, cluster_id: str = "test",
-                 settings: Mapping[str, object] | None = None):
+                 settings: Mapping[str, object] | None = None, cluster_secret: str | None = None):
         self.data_dir = data_dir
+        self.cluster_secret = cluster_secret or generate_secret()
         self.node_id = node_id
         self.nodes = tuple(nodes) if nodes is not None else (NodeAddress.with_free_ports(node_id),)
         self.address = next(node for node in self.nodes if node.node_id == node_id)
@@ -142,6 +146,7 @@ class BrokerProcess:
     def write_config(self, cluster_id: str, settings: Mapping[str, object],
                      topic_defaults: Mapping[str, str] | None = None) -> None:
         """(Re)write this node's TOML; takes effect at its next start."""
+        settings = {"cluster_secret": self.cluster_secret, **settings}
         self.config_path.write_text(
             node_config_toml(cluster_id, self.node_id, self.data_dir, self.nodes, settings, topic_defaults))
 
@@ -253,14 +258,15 @@ class ClusterProcesses:
                  settings: Mapping[str, object] | None = None, topic_defaults: dict[str, str] | None = None):
         self.root = root
         addresses = [NodeAddress.with_free_ports(node_id) for node_id in range(1, size + 1)]
-        ports = [port for a in addresses for port in (a.port, a.raft_port, a.http_port)]
+        ports = [port for a in addresses for port in (a.port, a.raft_port, a.http_port, a.internal_port)]
         if len(set(ports)) != len(ports):  # free_ports of separate calls may hand out a port twice
-            all_ports = free_ports(3 * size)
-            addresses = [NodeAddress(i + 1, *all_ports[3 * i:3 * i + 3]) for i in range(size)]
+            all_ports = free_ports(4 * size)
+            addresses = [NodeAddress(i + 1, *all_ports[4 * i:4 * i + 4]) for i in range(size)]
         self.addresses = tuple(addresses)
+        self.cluster_secret = generate_secret()
         self.nodes: dict[int, BrokerProcess] = {
             a.node_id: BrokerProcess(root / f"node-{a.node_id}", a.node_id, topic_defaults, nodes=self.addresses,
-                                     cluster_id=cluster_id, settings=settings)
+                                     cluster_id=cluster_id, settings=settings, cluster_secret=self.cluster_secret)
             for a in self.addresses
         }
 

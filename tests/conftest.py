@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+import hypothesis_profiles  # noqa: F401 - registers the "default" and "fuzz" profiles, loads $HYPOTHESIS_PROFILE
 import pytest
 from brokers import BrokerProcess
 from rill.client import Admin

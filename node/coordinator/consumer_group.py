@@ -12,20 +12,32 @@ Membership lives in memory only (docs/architecture.md, 10.5): after a coordinato
 failover members join again, reporting what they own, and keep what no one
 else holds. Committed offsets are replayed from ``__consumer_offsets``.
 Not thread-safe: used on the broker's asyncio loop only.
+
+Subscription patterns are RE2 expressions (google-re2), as KIP-848 has the
+coordinator evaluate them with RE2/J: matching takes time linear in the
+topic name's length whatever the pattern, so a member cannot stall the
+broker's loop with catastrophic backtracking (``(a+)+b``), which Python's
+``re`` has no timeout against. A compiled pattern may use at most
+``PATTERN_MAX_MEM_BYTES``; RE2 refuses a bigger one, and backreferences and
+lookarounds, with InvalidRegularExpressionError. A rebalance evaluates each
+distinct subscription once against the cluster's topics, however many
+members share it.
 """
 
 from __future__ import annotations
 
-import re
+import functools
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+import re2
 from rill.client.errors import (
     FencedMemberEpochError,
     GroupNotEmptyError,
     InvalidConfigError,
+    InvalidRegularExpressionError,
     OffsetOutOfRangeError,
     PartitionNotOwnedError,
     RillError,
@@ -41,6 +53,8 @@ LEAVE_EPOCH = -1
 RECONCILE_HEARTBEAT_MS = 50  # how soon a member still reconciling should heartbeat again
 MIN_SESSION_TIMEOUT_MS = 100
 MAX_SESSION_TIMEOUT_MS = 3_600_000
+PATTERN_MAX_MEM_BYTES = 1 << 20  # RE2's memory budget for one compiled subscription pattern
+PATTERNS_CACHED = 1_024
 
 
 @dataclass(frozen=True)
@@ -73,7 +87,8 @@ class Member:
     def subscribes_to(self, topic: str) -> bool:
         if topic in self.topics:
             return True
-        return bool(self.pattern) and topic not in INTERNAL_TOPICS and re.fullmatch(self.pattern, topic) is not None
+        return (bool(self.pattern) and topic not in INTERNAL_TOPICS
+                and compiled_pattern(self.pattern).fullmatch(topic) is not None)
 
 
 @dataclass
@@ -202,7 +217,7 @@ class ConsumerGroup:
 
     def topics_changed(self, partition_counts: dict[str, int]) -> None:
         """Rebalance if the subscribed topics or their partition counts changed."""
-        if self._relevant(partition_counts) != self._topics_seen:
+        if self._relevant(partition_counts, self._subscriptions(partition_counts)) != self._topics_seen:
             self.rebalance(partition_counts)
 
     def rebalance(self, partition_counts: dict[str, int]) -> None:
@@ -211,17 +226,26 @@ class ConsumerGroup:
         ``partition_counts`` may name every topic of the cluster; only subscribed ones count.
         """
         self.epoch += 1
-        self._topics_seen = self._relevant(partition_counts)
-        subscriptions = {
-            member_id: frozenset(t for t in partition_counts if member.subscribes_to(t))
-            for member_id, member in self.members.items()
-        }
+        subscriptions = self._subscriptions(partition_counts)
+        self._topics_seen = self._relevant(partition_counts, subscriptions)
         current = {member_id: self.target.get(member_id, set()) for member_id in self.members}
         self.target = assign(self.assignor, subscriptions, partition_counts, current)
 
-    def _relevant(self, partition_counts: dict[str, int]) -> tuple:
-        return tuple(sorted((topic, count) for topic, count in partition_counts.items()
-                            if any(member.subscribes_to(topic) for member in self.members.values())))
+    def _subscriptions(self, partition_counts: dict[str, int]) -> dict[str, frozenset[str]]:
+        """Each member's subscribed topics among ``partition_counts``; members that subscribe alike share
+        one evaluation (patterns are matched against every topic name)."""
+        matched: dict[tuple[frozenset[str], str], frozenset[str]] = {}
+        for member in self.members.values():
+            key = (member.topics, member.pattern)
+            if key not in matched:
+                matched[key] = frozenset(t for t in partition_counts if member.subscribes_to(t))
+        return {member_id: matched[(member.topics, member.pattern)] for member_id, member in self.members.items()}
+
+    @staticmethod
+    def _relevant(partition_counts: dict[str, int], subscriptions: dict[str, frozenset[str]]) -> tuple:
+        """The subscribed topics with their partition counts: a rebalance is due when this changes."""
+        subscribed = frozenset().union(*subscriptions.values())
+        return tuple(sorted((topic, count) for topic, count in partition_counts.items() if topic in subscribed))
 
     # ---- offsets -------------------------------------------------------------------------------
 
@@ -259,7 +283,18 @@ def _check_subscription(pattern: str, assignor: str, session_timeout_ms: int) ->
         raise InvalidConfigError(
             f"session_timeout_ms must be {MIN_SESSION_TIMEOUT_MS}..{MAX_SESSION_TIMEOUT_MS}, got {session_timeout_ms}")
     if pattern:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise InvalidConfigError(f"bad subscription pattern {pattern!r}: {error}") from None
+        compiled_pattern(pattern)
+
+
+@functools.lru_cache(maxsize=PATTERNS_CACHED)
+def compiled_pattern(pattern: str) -> re2._Regexp:
+    """The RE2 program of a subscription pattern (cached: members of a group share theirs)."""
+    options = re2.Options()
+    options.max_mem = PATTERN_MAX_MEM_BYTES
+    options.log_errors = False
+    options.never_capture = True
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
+        raise InvalidRegularExpressionError(f"bad subscription pattern {pattern!r}: {reason}") from None

@@ -9,6 +9,16 @@ broker becomes a partition's leader it replays the partition to rebuild
 the offsets, and when it stops leading one it forgets those groups
 (members join again at the new coordinator). Runs on the broker's asyncio
 loop; membership work is in-memory, only commits and deletes await.
+
+``GroupLimits`` bounds what clients can make it hold: new groups beyond
+``max_groups`` (TooManyGroupsError), members beyond ``group_max_size``
+(GroupMaxSizeReachedError), subscription patterns longer than
+``max_subscription_pattern_length`` (InvalidRegularExpressionError; patterns
+are RE2, matched in linear time: consumer_group.py), and commits whose
+metadata is longer than ``offset_metadata_max_bytes``
+(OffsetMetadataTooLargeError) or that name a partition the cluster does not
+have (UnknownTopicError, as in Kafka), so a group's offsets are at most one
+per partition. Groups replayed from the log are loaded whatever their number.
 """
 
 from __future__ import annotations
@@ -16,23 +26,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from rill.client import protocol
 from rill.client.batch import end_offset
 from rill.client.errors import (
+    CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
     GroupIdNotFoundError,
+    GroupMaxSizeReachedError,
     GroupNotEmptyError,
     InvalidGroupIdError,
+    InvalidRegularExpressionError,
     NotCoordinatorError,
     NotLeaderError,
+    OffsetMetadataTooLargeError,
     RillError,
+    StorageError,
+    TooManyGroupsError,
     TopicAlreadyExistsError,
+    UnknownTopicError,
     error_for_code,
 )
 from rill.client.types import TopicPartition
-from rill.node.coordinator.consumer_group import CommittedOffset, ConsumerGroup
+from rill.node.coordinator.consumer_group import JOIN_EPOCH, LEAVE_EPOCH, CommittedOffset, ConsumerGroup
 from rill.node.coordinator.offset_records import (
     OFFSETS_PARTITIONS,
     OFFSETS_TOPIC,
@@ -54,30 +72,63 @@ REJOIN_WINDOW_S = 3.0  # after loading a partition, members rejoining keep what 
 TopicCreator = Callable[[str, int, int, dict[str, str]], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class GroupLimits:
+    """What clients may make the coordinator hold (NodeConfig has each one's meaning)."""
+
+    max_groups: int
+    group_max_size: int
+    offset_metadata_max_bytes: int
+    max_subscription_pattern_length: int
+
+
 class GroupCoordinator:
     """Serves the group APIs for the groups whose offsets partition this broker leads."""
 
     def __init__(self, node_id: int, state: MetadataState, replicas: ReplicaManager, create_topic: TopicCreator,
-                 offsets_segment_bytes: int):
+                 offsets_segment_bytes: int, limits: GroupLimits):
         self._node_id = node_id
+        self._limits = limits
         self._offsets_segment_bytes = offsets_segment_bytes
         self._state = state
         self._replicas = replicas
         self._create_topic = create_topic
         self._creating = False
         self._groups: dict[int, dict[str, ConsumerGroup]] = {}  # offsets partition -> its loaded groups
+        self._loading: dict[int, asyncio.Task] = {}  # offsets partition -> the replay of its log
 
     # ---- leadership of the offsets partitions --------------------------------------------
 
     def partition_role_changed(self, partition: Partition, role: str) -> None:
-        """Load a partition's groups when this broker starts leading it; forget them when it stops."""
+        """Load a partition's groups when this broker starts leading it, in the background (its groups answer
+        CoordinatorLoadInProgress meanwhile); forget them when it stops."""
         if partition.topic != OFFSETS_TOPIC:
             return
         self._groups.pop(partition.index, None)
+        loading = self._loading.pop(partition.index, None)
+        if loading is not None:
+            loading.cancel()
         if role == "leader":
-            self._groups[partition.index] = self._load(partition)
+            self._loading[partition.index] = asyncio.ensure_future(self._load(partition))
 
-    def _load(self, partition: Partition) -> dict[str, ConsumerGroup]:
+    async def _load(self, partition: Partition) -> None:
+        try:
+            groups = await self._replay(partition)
+        except StorageError as error:
+            self._replicas.storage_failed(partition.topic, partition.index, error)
+            return
+        except RillError:
+            log.exception("%s: loading the committed offsets failed", partition.name)
+            return
+        finally:
+            if self._loading.get(partition.index) is asyncio.current_task():
+                del self._loading[partition.index]
+        self._groups[partition.index] = groups
+
+    async def _replay(self, partition: Partition) -> dict[str, ConsumerGroup]:
+        """The groups with committed offsets in the partition's log. Reads on the loop, a short pread of
+        REPLAY_READ_BYTES at a time; decodes on a worker thread, so the loop keeps serving meanwhile."""
+        loop = asyncio.get_running_loop()
         groups: dict[str, ConsumerGroup] = {}
         offset = partition.log.log_start_offset
         end = partition.log.log_end_offset
@@ -87,7 +138,7 @@ class GroupCoordinator:
             data = partition.log.read(offset, REPLAY_READ_BYTES)
             if not data:
                 break
-            for record in replay(data, partition.index):
+            for record in await loop.run_in_executor(None, _replayed, data, partition.index):
                 group = groups.get(record.group_id) or groups.setdefault(record.group_id,
                                                                           ConsumerGroup(record.group_id))
                 if record.offset is None:
@@ -158,6 +209,8 @@ class GroupCoordinator:
                 pass
             except RillError as error:
                 log.info("creating %s failed (a later FindCoordinator retries): %s", OFFSETS_TOPIC, error)
+            except Exception:  # noqa: BLE001 - a bug: nobody awaits this task, so say it here
+                log.exception("creating %s failed (a later FindCoordinator retries)", OFFSETS_TOPIC)
             finally:
                 self._creating = False
 
@@ -170,7 +223,8 @@ class GroupCoordinator:
         try:
             _check_group_id(request.group_id)
             groups = self._groups_of(request.group_id)
-            group = groups.get(request.group_id) or ConsumerGroup(request.group_id)
+            group = self._group_for(groups, request.group_id, request.member_epoch == JOIN_EPOCH)
+            self._check_member_limits(group, request)
             owned = {TopicPartition(t.topic, p) for t in request.owned for p in t.partitions}
             result = group.heartbeat(request.member_id, request.member_epoch, request.client_id,
                                      request.subscribed_topics, request.subscribed_pattern, request.assignor,
@@ -193,11 +247,12 @@ class GroupCoordinator:
         try:
             _check_group_id(request.group_id)
             groups = self._groups_of(request.group_id)
-            group = groups.get(request.group_id) or ConsumerGroup(request.group_id)
+            group = self._group_for(groups, request.group_id, True)
             wanted = [(TopicPartition(t.topic, p.partition), p.offset, p.metadata)
                       for t in request.topics for p in t.partitions]
-            refused = group.check_commit(request.member_id, request.member_epoch,
-                                         [(tp, offset) for tp, offset, _ in wanted])
+            refused = {**self._refused_by_limits(wanted),
+                       **group.check_commit(request.member_id, request.member_epoch,
+                                            [(tp, offset) for tp, offset, _ in wanted])}
         except RillError as error:
             return protocol.OffsetCommitResponse(error.code, str(error), [])
         accepted = [entry for entry in wanted if entry[0] not in refused]
@@ -288,11 +343,56 @@ class GroupCoordinator:
             groups.pop(group.group_id, None)
         return protocol.DeleteGroupResponse(0, "")
 
+    # ---- limits -------------------------------------------------------------------------------------
+
+    def _group_for(self, groups: dict[str, ConsumerGroup], group_id: str, creating: bool) -> ConsumerGroup:
+        """The loaded group, or a new empty one (stored once it has members or offsets); with
+        ``creating``, a new one only while this coordinator holds fewer than ``max_groups``."""
+        group = groups.get(group_id)
+        if group is not None:
+            return group
+        count = sum(len(loaded) for loaded in self._groups.values())
+        if creating and count >= self._limits.max_groups:
+            raise TooManyGroupsError(f"this coordinator holds {count} groups, the most the broker allows "
+                                     f"(max_groups): group {group_id!r} cannot start; delete unused groups")
+        return ConsumerGroup(group_id)
+
+    def _check_member_limits(self, group: ConsumerGroup, request: protocol.ConsumerGroupHeartbeatRequest) -> None:
+        if request.member_epoch == LEAVE_EPOCH:
+            return
+        length, limit = len(request.subscribed_pattern), self._limits.max_subscription_pattern_length
+        if length > limit:
+            raise InvalidRegularExpressionError(f"the subscription pattern has {length} characters, more than the "
+                                                f"broker accepts ({limit}, max_subscription_pattern_length)")
+        joining = request.member_epoch == JOIN_EPOCH and request.member_id not in group.members
+        if joining and len(group.members) >= self._limits.group_max_size:
+            raise GroupMaxSizeReachedError(f"group {group.group_id!r} has {len(group.members)} members, the most "
+                                           f"the broker allows (group_max_size)")
+
+    def _refused_by_limits(self, wanted: list[tuple[TopicPartition, int, str]]) -> dict[TopicPartition, RillError]:
+        """Commits refused for naming a partition the cluster does not have, or for too much metadata."""
+        counts = self._partition_counts()
+        limit = self._limits.offset_metadata_max_bytes
+        refused: dict[TopicPartition, RillError] = {}
+        for tp, _, metadata in wanted:
+            size = len(metadata.encode())
+            if not 0 <= tp.partition < counts.get(tp.topic, 0):
+                refused[tp] = UnknownTopicError(f"unknown topic or partition {tp.topic}-{tp.partition}")
+            elif size > limit:
+                refused[tp] = OffsetMetadataTooLargeError(
+                    f"{tp.topic}-{tp.partition}: the metadata has {size} bytes, more than the broker accepts "
+                    f"({limit}, offset_metadata_max_bytes)")
+        return refused
+
     # ---- helpers ------------------------------------------------------------------------------------
 
     def _groups_of(self, group_id: str) -> dict[str, ConsumerGroup]:
-        """The loaded groups of the group's partition; NotCoordinator unless this broker leads it."""
-        groups = self._groups.get(partition_for(group_id))
+        """The loaded groups of the group's partition; CoordinatorLoadInProgress while they load,
+        NotCoordinator unless this broker leads it."""
+        index = partition_for(group_id)
+        groups = self._groups.get(index)
+        if groups is None and index in self._loading:
+            raise CoordinatorLoadInProgressError(f"broker {self._node_id} is loading the offsets of group {group_id!r}")
         if groups is None:
             raise NotCoordinatorError(f"broker {self._node_id} does not coordinate group {group_id!r}")
         return groups
@@ -303,6 +403,11 @@ class GroupCoordinator:
 
     def _partition_counts(self) -> dict[str, int]:
         return {name: len(topic.partitions) for name, topic in self._state.topics.items()}
+
+
+def _replayed(data: bytes, partition: int) -> list:
+    """Every commit in ``data``, decoded (on a worker thread)."""
+    return list(replay(data, partition))
 
 
 def _check_group_id(group_id: str) -> None:

@@ -37,9 +37,10 @@ first, which holds the log start offset) left empty is deleted instead.
 from __future__ import annotations
 
 import os
+import threading
 from itertools import groupby
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from rill.client.batch import (
     HEADER_SIZE,
@@ -67,6 +68,16 @@ CLEANER_CHECKPOINT_FILE = "cleaner-offset-checkpoint"
 INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
 
 Columns = tuple[list, list, list, list]  # keys, values, timestamps, headers, as decode_payload gives them
+
+
+class CompactionAborted(Exception):
+    """A pass was stopped before it changed the log (the log is being truncated, closed or deleted)."""
+
+
+def check_not_stopped(stop: threading.Event | None) -> None:
+    """Raise CompactionAborted once ``stop`` is set: a pass on a worker thread checks it at every batch."""
+    if stop is not None and stop.is_set():
+        raise CompactionAborted("compaction stopped")
 
 
 class CleanableRange(NamedTuple):
@@ -103,32 +114,37 @@ def _within_lag(segment: LogSegment, config: LogConfig, now_ms: int) -> bool:
     return lag_ms > 0 and segment.max_timestamp_ms > now_ms - lag_ms
 
 
-def build_offset_map(segments: LogSegments, end_offset: int) -> dict[bytes, int]:
+def build_offset_map(segments: Iterable[LogSegment], end_offset: int,
+                     stop: threading.Event | None = None) -> dict[bytes, int]:
     """Each non-null key's latest offset among the batches that end at or below ``end_offset``."""
     latest: dict = {}
-    for header, keys in _key_columns(segments, end_offset):
+    for header, keys in _key_columns(segments, end_offset, stop):
         latest.update(zip(keys, range(header.base_offset, header.next_offset)))  # null keys too, in bulk
     latest.pop(None, None)
     return latest
 
 
-def _key_columns(segments: LogSegments, end_offset: int) -> Iterator[tuple[BatchHeader, list]]:
+def _key_columns(segments: Iterable[LogSegment], end_offset: int,
+                 stop: threading.Event | None) -> Iterator[tuple[BatchHeader, list]]:
     """Header and keys of every batch, in order, up to the first that ends after ``end_offset``."""
     for segment in segments:
         for header, batch in segment.checked_batches():
+            check_not_stopped(stop)
             if header.next_offset > end_offset:
                 return
             yield header, decode_payload(header, batch[HEADER_SIZE:])[0]
 
 
 def clean_segment(
-    directory: Path, segment: LogSegment, latest: Mapping[bytes, int], now_ms: int, config: LogConfig
+    directory: Path, segment: LogSegment, latest: Mapping[bytes, int], now_ms: int, config: LogConfig,
+    stop: threading.Event | None = None,
 ) -> LogSegment | None:
     """Write the cleaned copy of ``segment`` under ".cleaned" names, sealed and fsynced (its files
-    closed); None when nothing in it would change. The cleaned files are removed on an error."""
+    closed); None when nothing in it would change. The cleaned files are removed on an error or a stop."""
     cleaned = None
     try:
         for header, batch in segment.checked_batches():
+            check_not_stopped(stop)
             kept = clean_batch(header, batch, latest, now_ms, config.delete_retention_ms)
             if cleaned is None:
                 if len(kept) == 1 and kept[0] is batch:

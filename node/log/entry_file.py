@@ -50,6 +50,14 @@ class EntryFile:
             os.fsync(self._descriptor)
             self._dirty = False
 
+    def duplicate_if_dirty(self) -> int | None:
+        """A new descriptor of the file, for a flush on another thread, if it changed since the last flush
+        (which this counts as); None otherwise. The caller fsyncs and closes it."""
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return os.dup(self._descriptor)
+
     def close(self) -> None:
         if self._descriptor >= 0:
             os.close(self._descriptor)
@@ -89,16 +97,22 @@ class SparseIndex:
 
     def truncate_to(self, offset: int) -> None:
         """Drop every entry for ``offset`` and above."""
-        keep = bisect_left(self._relative_offsets, offset - self.base_offset)
+        self.truncate_to_entries(bisect_left(self._relative_offsets, offset - self.base_offset))
+
+    def truncate_to_entries(self, entry_count: int) -> None:
+        """Keep the first ``entry_count`` entries (undoing the entries of a failed append)."""
         for column in self._columns():
-            del column[keep:]
-        self._file.truncate_to_entries(keep)
+            del column[entry_count:]
+        self._file.truncate_to_entries(entry_count)
 
     def reset(self) -> None:
         self.truncate_to(self.base_offset)
 
     def flush(self) -> None:
         self._file.flush()
+
+    def duplicate_if_dirty(self) -> int | None:
+        return self._file.duplicate_if_dirty()
 
     def close(self) -> None:
         self._file.close()

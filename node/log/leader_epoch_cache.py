@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
 from operator import attrgetter
 from pathlib import Path
@@ -34,12 +35,16 @@ class LeaderEpochCache:
     an entry that would break this first removes the entries it conflicts
     with, as Kafka's LeaderEpochFileCache does.
 
-    Not thread-safe: the owning Log is used from one thread.
+    Not thread-safe, but for :meth:`write`: the owning Log is used from one
+    thread, and may leave a truncation's write (``persist=False``) to the
+    disk executor. A crash before that write leaves entries the loader cuts
+    to the recovered log, as it does after any crash.
     """
 
     def __init__(self, path: Path, entries: list[EpochEntry] | None = None) -> None:
         self.path = path
         self._entries: list[EpochEntry] = list(entries or ())
+        self._write_lock = threading.Lock()
 
     @classmethod
     def read(cls, path: Path) -> LeaderEpochCache | None:
@@ -88,33 +93,43 @@ class LeaderEpochCache:
             return epoch, self._entries[0].start_offset
         return self._entries[higher - 1].epoch, self._entries[higher].start_offset
 
-    def truncate_from_end(self, end_offset: int) -> None:
-        """Forget the epochs that start at ``end_offset`` or later (the log was truncated there)."""
+    def truncate_from_end(self, end_offset: int, persist: bool = True) -> bool:
+        """Forget the epochs that start at ``end_offset`` or later (the log was truncated there); say whether
+        any went. ``persist=False`` leaves writing the file to the caller."""
         if not self._entries or self._entries[-1].start_offset < end_offset:
-            return
+            return False
         while self._entries and self._entries[-1].start_offset >= end_offset:
             self._entries.pop()
-        self.write()
+        if persist:
+            self.write()
+        return True
 
-    def truncate_from_start(self, start_offset: int) -> None:
-        """Forget the epochs wholly before ``start_offset``; the one holding it now starts there."""
+    def truncate_from_start(self, start_offset: int, persist: bool = True) -> bool:
+        """Forget the epochs wholly before ``start_offset``; the one holding it now starts there. Says whether
+        anything changed; ``persist=False`` leaves writing the file to the caller."""
         removed = 0
         while removed < len(self._entries) and self._entries[removed].start_offset <= start_offset:
             removed += 1
         if removed == 0 or (removed == 1 and self._entries[0].start_offset == start_offset):
-            return
+            return False
         first = EpochEntry(self._entries[removed - 1].epoch, start_offset)
         self._entries[:removed] = [first]
-        self.write()
+        if persist:
+            self.write()
+        return True
 
     def clear(self) -> None:
         self._entries.clear()
         self.write()
 
     def write(self) -> None:
-        lines = [str(CHECKPOINT_VERSION), str(len(self._entries))]
-        lines.extend(f"{entry.epoch} {entry.start_offset}" for entry in self._entries)
-        write_atomically(self.path, ("\n".join(lines) + "\n").encode())
+        """Store the entries as they are now; writes from two threads take turns, and each stores the then
+        newest entries, so the last one leaves the file current."""
+        with self._write_lock:
+            entries = list(self._entries)
+            lines = [str(CHECKPOINT_VERSION), str(len(entries))]
+            lines.extend(f"{entry.epoch} {entry.start_offset}" for entry in entries)
+            write_atomically(self.path, ("\n".join(lines) + "\n").encode())
 
 
 def _parse(text: str | None) -> list[EpochEntry] | None:

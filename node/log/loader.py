@@ -13,6 +13,7 @@ from rill.node.log.config import LogConfig
 from rill.node.log.files import TEMPORARY_SUFFIX
 from rill.node.log.leader_epoch_cache import EpochEntry, LeaderEpochCache
 from rill.node.log.segment import (
+    DELETED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
@@ -62,11 +63,13 @@ def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
 
 
 def _remove_leftovers(directory: Path) -> None:
-    """Half-done compaction swaps, half-written checkpoints, and indexes whose .log is gone."""
+    """Half-done compaction swaps, half-written checkpoints, files renamed for deletion, and indexes whose
+    .log is gone."""
     finish_swaps(directory)
     log_bases = {parse_base_offset(path.name, LOG_SUFFIX) for path in directory.glob("*" + LOG_SUFFIX)}
-    for path in directory.glob("*" + TEMPORARY_SUFFIX):
-        path.unlink()
+    for suffix in (TEMPORARY_SUFFIX, DELETED_SUFFIX):
+        for path in directory.glob("*" + suffix):
+            path.unlink()
     for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
         for path in directory.glob("*" + suffix):
             if parse_base_offset(path.name, suffix) not in log_bases:
@@ -123,5 +126,6 @@ def _rebuild_epoch_cache(path: Path, segments: LogSegments) -> LeaderEpochCache:
             if header.leader_epoch >= 0 and (not entries or header.leader_epoch > entries[-1].epoch):
                 entries.append(EpochEntry(header.leader_epoch, header.base_offset))
     cache = LeaderEpochCache(path, entries)
-    cache.write()
+    if entries:  # an empty log's cache is rebuilt as cheaply as read; its first epoch writes the file
+        cache.write()
     return cache

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from rill.client.batch import PATCH, BatchHeader, iter_batches, patched_prefix
 from rill.client.errors import (
@@ -18,12 +19,14 @@ from rill.node.log.checkpoint import read_offset_checkpoint, write_offset_checkp
 from rill.node.log.cleaner import (
     CLEANER_CHECKPOINT_FILE,
     CleanableRange,
+    CompactionAborted,
     build_offset_map,
     clean_segment,
     cleanable_range,
     swap_in,
 )
 from rill.node.log.config import LogConfig
+from rill.node.log.disk_work import DiskWork
 from rill.node.log.files import fsync_directory, raises_storage_error, write_atomically
 from rill.node.log.loader import CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE, load_log
 from rill.node.log.segment import INT32_MAX, LogSegment
@@ -33,6 +36,34 @@ PATCHED_PREFIX_BYTES = PATCH.size  # base offset, batch length, leader epoch: ou
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class PendingFlush(NamedTuple):
+    """A flush between its halves: the files to fsync, and the log end offset they make safe."""
+
+    work: DiskWork
+    end_offset: int
+
+
+class CompactionPlan(NamedTuple):
+    """What a compaction pass will do, decided on the loop: clean ``cleanable`` with an offset map of
+    ``segments`` (every segment then) up to ``end_offset``."""
+
+    cleanable: CleanableRange
+    segments: list[LogSegment]
+    end_offset: int
+    first_base_offset: int
+    cleaned_offset: int
+    now_ms: int
+
+
+class CompactionResult(NamedTuple):
+    """What a pass changed on disk, for the loop to take in: (old, cleaned) segments swapped, emptied
+    segments whose files are gone, and the new cleaner checkpoint."""
+
+    replaced: list[tuple[LogSegment, LogSegment]]
+    removed: list[LogSegment]
+    cleaned_offset: int
 
 
 class Log:
@@ -56,13 +87,29 @@ class Log:
     and read paths read batch headers only and never loop per record.
 
     Opening recovers (see :func:`load_log`). Disk errors leave public
-    methods as StorageError; after one from ``append`` the broker should
-    take the partition offline, as Kafka does with a failed log directory.
+    methods as StorageError; after one the broker takes the partition
+    offline, as Kafka does with a failed log directory (a failed append
+    leaves nothing behind: see LogSegment.append).
 
-    Not thread-safe, and needs no lock: the broker calls every method from
-    its one asyncio thread. Calls are short page-cache I/O, except
-    ``flush``/``close`` (fsync) and opening (recovery), which a caller that
-    cares may run in an executor, never concurrently with other calls.
+    Slow operations come in halves, so that their disk work can leave the
+    broker's event loop: a loop half changes the state at once and returns
+    the file work (fsyncs of duplicated descriptors, unlinks of files it
+    renamed for deletion), which touches no Log state and may run on another
+    thread. Flush: ``start_flush``, ``complete_flush``, ``finish_flush``;
+    truncation: ``start_truncation`` and ``start_full_truncation``;
+    retention: ``start_retention``; compaction: ``plan_compaction``,
+    ``run_compaction`` (reads closed segments, writes and swaps in their
+    cleaned copies), ``apply_compaction``. The one-call forms (``flush``,
+    ``truncate_to``, ``delete_old_segments``, ``compact``) run both halves in
+    turn. A lowered recovery point is stored by the loop half, before any
+    later append; the epoch cache file after a truncation or retention is
+    left to the file work (the loader cuts a stale one to the log).
+
+    Not thread-safe: every method but the file-work halves runs on one
+    thread (the broker's asyncio thread). Between a slow operation's halves
+    the caller keeps the log's other slow operations away (the broker holds
+    the log's lock in LogExecutor); appends and reads may go on meanwhile.
+    Opening (recovery) may run on another thread before the log is shared.
     """
 
     @raises_storage_error
@@ -70,6 +117,7 @@ class Log:
         self.directory = directory
         self.config = config
         self._clock_ms = clock_ms
+        new = not directory.exists()
         loaded = load_log(directory, config, clock_ms())
         self._segments = loaded.segments
         self._recovery_point = loaded.recovery_point
@@ -77,9 +125,11 @@ class Log:
         self._cleaned_offset = read_offset_checkpoint(directory / CLEANER_CHECKPOINT_FILE) or 0
         self._unflushed_record_count = 0
         self._last_flush_ms = clock_ms()
+        self._checkpoint_lock = threading.Lock()  # the loop's flushes and the executor's write one file
         self._closed = False
-        (directory / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
-        fsync_directory(directory)
+        if not new:  # a new, empty log needs nothing durable yet: creating one costs no fsync (it is on the loop)
+            (directory / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
+            fsync_directory(directory)
 
     # State
 
@@ -265,45 +315,62 @@ class Log:
         Below the log start offset, the log is emptied and restarts at
         ``offset``. At or past the log end offset, nothing happens.
         """
+        self.start_truncation(offset).run()
+
+    @raises_storage_error
+    def start_truncation(self, offset: int) -> DiskWork:
+        """The loop half of :meth:`truncate_to`: the log ends at the cut when this returns; the work left
+        fsyncs the cut segment and deletes the segments after it."""
         if offset >= self.log_end_offset:
-            return
+            return DiskWork.nothing(self.directory)
         if offset < self.log_start_offset:
-            self.truncate_fully_and_start_at(offset)
-            return
-        for segment in self._segments.remove_after(offset):
-            segment.delete()
+            return self.start_full_truncation(offset)
+        deleted = [path for segment in self._segments.remove_after(offset) for path in segment.rename_for_deletion()]
         active = self._segments.active
         active.truncate_to(offset)
-        active.flush()
-        fsync_directory(self.directory)
-        self._after_truncation()
+        epochs_changed = self._after_truncation()
+        return DiskWork(self.directory, active.take_unflushed(), deleted, self._epoch_write_if(epochs_changed))
 
     @raises_storage_error
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Delete every segment and restart the log empty at ``offset`` (a follower far behind the leader)."""
-        for segment in self._segments.remove_all():
-            segment.delete()
+        self.start_full_truncation(offset).run()
+
+    @raises_storage_error
+    def start_full_truncation(self, offset: int) -> DiskWork:
+        """The loop half of :meth:`truncate_fully_and_start_at`; the work left deletes the old segments."""
+        deleted = [path for segment in self._segments.remove_all() for path in segment.rename_for_deletion()]
         self._segments.add(LogSegment.create(self.directory, offset, self.config, self._clock_ms()))
         self._leader_epoch_cache.clear()
         self._store_recovery_point(offset)
         self._lower_cleaned_offset(offset)
+        return DiskWork(self.directory, [], deleted)
 
-    def _after_truncation(self) -> None:
-        """Keep the epoch cache and the recovery point at or below the new log end.
+    def _after_truncation(self) -> bool:
+        """Keep the epoch cache and the recovery point at or below the new log end; say whether the epoch
+        cache changed (its file is left to the truncation's file work: the loader cuts a stale one).
 
         The lowered recovery point is stored at once: otherwise a crash could
         leave a checkpoint above batches appended after the truncation, and
         recovery would not scan them.
         """
         log_end_offset = self.log_end_offset
-        self._leader_epoch_cache.truncate_from_end(log_end_offset)
+        epochs_changed = self._leader_epoch_cache.truncate_from_end(log_end_offset, persist=False)
         if self._recovery_point > log_end_offset:
             self._store_recovery_point(log_end_offset)
         self._lower_cleaned_offset(log_end_offset)
+        return epochs_changed
+
+    def _epoch_write_if(self, changed: bool) -> tuple[Callable[[], None], ...]:
+        return (self._leader_epoch_cache.write,) if changed else ()
 
     def _store_recovery_point(self, offset: int) -> None:
         self._recovery_point = offset
-        write_offset_checkpoint(self.directory / RECOVERY_POINT_FILE, offset)
+        self._write_recovery_checkpoint(offset)
+
+    def _write_recovery_checkpoint(self, offset: int) -> None:
+        with self._checkpoint_lock:
+            write_offset_checkpoint(self.directory / RECOVERY_POINT_FILE, offset)
 
     @raises_storage_error
     def delete_old_segments(self, now_ms: int) -> int:
@@ -311,11 +378,23 @@ class Log:
 
         Nothing goes unless the cleanup policy has delete.
         """
+        count, work = self.start_retention(now_ms)
+        work.run()
+        return count
+
+    @raises_storage_error
+    def start_retention(self, now_ms: int) -> tuple[int, DiskWork]:
+        """The loop half of :meth:`delete_old_segments`: the segments leave the log (their files renamed);
+        the work left deletes their files."""
         if not self.config.delete:
-            return 0
-        deleted = self._delete_oldest(self._expired_segment_count(now_ms))
-        deleted += self._delete_oldest(self._excess_segment_count())
-        return deleted
+            return 0, DiskWork.nothing(self.directory)
+        expired = self._expired_segment_count(now_ms)
+        deleted = self._remove_oldest(expired)
+        excess = self._excess_segment_count()
+        deleted += self._remove_oldest(excess)
+        epochs_changed = expired + excess > 0 and self._leader_epoch_cache.truncate_from_start(
+            self.log_start_offset, persist=False)
+        return expired + excess, DiskWork(self.directory, [], deleted, self._epoch_write_if(epochs_changed))
 
     def _expired_segment_count(self, now_ms: int) -> int:
         """Leading inactive segments whose newest record is older than retention.ms."""
@@ -342,15 +421,15 @@ class Log:
             count += 1
         return count
 
-    def _delete_oldest(self, count: int) -> int:
+    def _remove_oldest(self, count: int) -> list[Path]:
+        """Take the first ``count`` segments out of the log; the paths of their files, renamed for deletion."""
         if not count:
-            return 0
+            return []
+        deleted = []
         for _ in range(count):
-            self._segments.remove_first().delete()
-        fsync_directory(self.directory)
-        self._leader_epoch_cache.truncate_from_start(self.log_start_offset)
+            deleted += self._segments.remove_first().rename_for_deletion()
         self._recovery_point = max(self._recovery_point, self.log_start_offset)
-        return count
+        return deleted
 
     # Compaction
 
@@ -372,42 +451,86 @@ class Log:
         Rewrites closed segments only (see :mod:`rill.node.log.cleaner`);
         offsets, the log start and end offsets and the epoch cache stay.
         """
-        if not self.config.compact:
+        plan = self.plan_compaction(now_ms, end_offset)
+        if plan is None:
             return False
-        cleanable = self._cleanable(now_ms, end_offset)
+        self.apply_compaction(self.run_compaction(plan))
+        return True
+
+    def plan_compaction(self, now_ms: int, end_offset: int | None = None) -> CompactionPlan | None:
+        """The loop half that decides: None unless the dirty ratio reaches min.cleanable.dirty.ratio."""
+        if not self.config.compact:
+            return None
+        bound = self._end_offset_bound(end_offset)
+        cleanable = cleanable_range(self._segments, self.config, now_ms, bound)
         ratio = cleanable.dirty_ratio(self._cleaned_offset)
         if ratio == 0 or ratio < self.config.min_cleanable_dirty_ratio:
-            return False
-        latest = build_offset_map(self._segments, self._end_offset_bound(end_offset))
-        for segment in cleanable.segments:
-            self._clean(segment, latest, now_ms)
-        self._cleaned_offset = max(self._cleaned_offset, cleanable.end_offset)
-        write_offset_checkpoint(self.directory / CLEANER_CHECKPOINT_FILE, self._cleaned_offset)
-        return True
+            return None
+        return CompactionPlan(cleanable, list(self._segments), bound, self.log_start_offset, self._cleaned_offset,
+                              now_ms)
+
+    @raises_storage_error
+    def run_compaction(self, plan: CompactionPlan, stop: threading.Event | None = None) -> CompactionResult:
+        """The file half: build the offset map, then clean and swap in each planned segment in turn.
+
+        Reads closed segments and the planned part of the active one (whole
+        batches below the plan's end offset, which appends do not change);
+        changes no Log state. When ``stop`` is set it ends before the next
+        segment's swap: CompactionAborted if nothing was swapped yet (the log
+        is as it was), else the result so far (apply it: those files changed).
+        """
+        latest = build_offset_map(plan.segments, plan.end_offset, stop)
+        replaced: list[tuple[LogSegment, LogSegment]] = []
+        removed: list[LogSegment] = []
+        cleaned_offset = plan.cleaned_offset
+        segments = plan.cleanable.segments
+        for number, segment in enumerate(segments):
+            try:
+                cleaned = clean_segment(self.directory, segment, latest, plan.now_ms, self.config, stop)
+            except CompactionAborted:
+                if replaced or removed:
+                    break
+                raise
+            if cleaned is not None:
+                self._swap(plan, segment, cleaned, replaced, removed)
+            following = segments[number + 1].base_offset if number + 1 < len(segments) else plan.cleanable.end_offset
+            cleaned_offset = max(cleaned_offset, following)
+        write_offset_checkpoint(self.directory / CLEANER_CHECKPOINT_FILE, cleaned_offset)
+        return CompactionResult(replaced, removed, cleaned_offset)
+
+    def _swap(self, plan: CompactionPlan, segment: LogSegment, cleaned: LogSegment,
+              replaced: list[tuple[LogSegment, LogSegment]], removed: list[LogSegment]) -> None:
+        """Put the cleaned copy's files in the place of the segment's, or delete both if nothing stays (unless
+        it is the first segment, which holds the log start offset). The old segment's open descriptors keep
+        serving reads until :meth:`apply_compaction` closes them."""
+        if cleaned.size_bytes == 0 and segment.base_offset != plan.first_base_offset:
+            cleaned.delete()
+            for path in segment.file_paths():
+                path.unlink(missing_ok=True)
+            fsync_directory(self.directory)
+            removed.append(segment)
+            return
+        swap_in(self.directory, segment.base_offset)
+        replacement = LogSegment.open(self.directory, segment.base_offset, self.config, segment.created_ms)
+        if not replacement.load():
+            replacement.recover()
+        replaced.append((segment, replacement))
+
+    def apply_compaction(self, result: CompactionResult) -> None:
+        """The loop half that takes the swapped segments in and closes the old ones."""
+        for old, replacement in result.replaced:
+            self._segments.replace(replacement)
+            old.close()
+        for old in result.removed:
+            self._segments.remove(old)
+            old.close()
+        self._cleaned_offset = result.cleaned_offset
 
     def _end_offset_bound(self, end_offset: int | None) -> int:
         return self.log_end_offset if end_offset is None else min(end_offset, self.log_end_offset)
 
     def _cleanable(self, now_ms: int, end_offset: int | None) -> CleanableRange:
         return cleanable_range(self._segments, self.config, now_ms, self._end_offset_bound(end_offset))
-
-    def _clean(self, segment: LogSegment, latest: dict[bytes, int], now_ms: int) -> None:
-        """Put the cleaned copy of one closed segment in its place, or drop the segment if nothing stays."""
-        cleaned = clean_segment(self.directory, segment, latest, now_ms, self.config)
-        if cleaned is None:
-            return
-        if cleaned.size_bytes == 0 and segment is not self._segments.first:
-            cleaned.delete()
-            self._segments.remove(segment)
-            segment.delete()
-            fsync_directory(self.directory)
-            return
-        swap_in(self.directory, segment.base_offset)
-        segment.close()
-        replacement = LogSegment.open(self.directory, segment.base_offset, self.config, segment.created_ms)
-        if not replacement.load():
-            replacement.recover()
-        self._segments.replace(replacement)
 
     def _lower_cleaned_offset(self, offset: int) -> None:
         """Keep the cleaner checkpoint at or below ``offset`` after the log was cut there."""
@@ -427,22 +550,51 @@ class Log:
         self._flush(self._clock_ms())
 
     def _flush(self, now_ms: int) -> None:
-        for segment in self._segments:
-            segment.flush()
-        self._store_recovery_point(self.log_end_offset)
+        pending = self.start_flush(now_ms)
+        self.complete_flush(pending)
+        self.finish_flush(pending)
+
+    @raises_storage_error
+    def start_flush(self, now_ms: int) -> PendingFlush:
+        """The loop half of a flush: the changed files (duplicated descriptors) and the log end they cover."""
+        descriptors: list[int] = []
+        try:
+            for segment in self._segments:
+                descriptors += segment.take_unflushed()
+        except OSError:
+            for descriptor in descriptors:
+                os.close(descriptor)
+            raise
         self._unflushed_record_count = 0
         self._last_flush_ms = now_ms
+        return PendingFlush(DiskWork(self.directory, descriptors, []), self.log_end_offset)
+
+    @raises_storage_error
+    def complete_flush(self, pending: PendingFlush) -> None:
+        """The file half: fsync, then store the recovery point that makes safe (may run on another thread)."""
+        pending.work.run()
+        self._write_recovery_checkpoint(pending.end_offset)
+
+    def finish_flush(self, pending: PendingFlush) -> None:
+        """The loop half that records the new recovery point."""
+        self._recovery_point = max(self._recovery_point, min(pending.end_offset, self.log_end_offset))
 
     def _maybe_flush_by_count(self) -> None:
+        """flush.messages: fsync in the append itself, before the producer hears back, as Kafka does."""
         flush_messages = self.config.flush_messages
         if flush_messages is not None and self._unflushed_record_count >= flush_messages:
             self._flush(self._clock_ms())
 
+    def flush_due(self, now_ms: int) -> bool:
+        """Whether flush.ms has passed since the last flush and something is unflushed."""
+        flush_ms = self.config.flush_ms
+        return (flush_ms is not None and self._recovery_point < self.log_end_offset
+                and now_ms - self._last_flush_ms >= flush_ms)
+
     @raises_storage_error
     def flush_if_due(self, now_ms: int) -> bool:
-        """Flush when flush.ms has passed since the last flush and something is unflushed; say whether it did."""
-        flush_ms = self.config.flush_ms
-        if flush_ms is None or self._recovery_point >= self.log_end_offset or now_ms - self._last_flush_ms < flush_ms:
+        """Flush when :meth:`flush_due`; say whether it did."""
+        if not self.flush_due(now_ms):
             return False
         self._flush(now_ms)
         return True
@@ -460,12 +612,12 @@ class Log:
         self._closed = True
 
     @raises_storage_error
-    def delete(self) -> None:
-        """Close every file and remove the partition directory."""
+    def close_files(self) -> None:
+        """Close every file, without a flush or the clean-shutdown marker: for a log taken offline after a
+        disk error (the next start recovers it) or whose directory is about to be deleted."""
         for segment in self._segments:
             segment.close()
         self._closed = True
-        shutil.rmtree(self.directory)
 
     def __repr__(self) -> str:
         return (

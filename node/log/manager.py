@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
 import re
+import shutil
+import threading
+import uuid
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping, TypeVar
 
-from rill.client.errors import InvalidTopicError, RillError
+from rill.client.errors import (
+    InvalidConfigError,
+    InvalidTopicError,
+    RillError,
+    StorageError,
+)
+from rill.client.topic_names import TOPIC_NAME_CHARACTERS, topic_name_problem
+from rill.node.log.cleaner import CompactionAborted
 from rill.node.log.config import LogConfig
+from rill.node.log.disk_work import DiskWork
+from rill.node.log.executor import LogExecutor
 from rill.node.log.log import Log, wall_clock_ms
 
-# Kafka's legal topic names; the partition directory is "<topic>-<partition>".
-TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
-# Greedy on the topic, so the split is on the last "-": topic names may contain "-".
-PARTITION_DIRECTORY = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>[0-9]+)")
+# The partition directory is "<topic>-<partition>". Greedy on the topic, so the split is on the last "-":
+# topic names may contain "-".
+PARTITION_DIRECTORY = re.compile(rf"(?P<topic>[{TOPIC_NAME_CHARACTERS}]+)-(?P<partition>[0-9]+)")
+# A deleted partition's directory, renamed (as Kafka does) until its files are removed.
+DELETED_DIRECTORY = re.compile(rf"[{TOPIC_NAME_CHARACTERS}]+-[0-9]+\.[0-9a-f]{{32}}-delete")
 
 TopicConfigs = Mapping[str, LogConfig] | Callable[[str], LogConfig | None]
 EndOffsets = Callable[[str, int], int | None]
+StorageErrorListener = Callable[[str, int, StorageError], None]
+PartitionKey = tuple[str, int]
+Result = TypeVar("Result")
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +49,34 @@ class LogManager:
     """The partition logs of one node, each in ``<data_dir>/<topic>-<partition>/``.
 
     On disk: one directory per partition replica, laid out as Log
-    describes; nothing else in ``data_dir`` is touched, and directories
-    whose names are not ``<topic>-<partition>`` are ignored.
+    describes; a deleted partition's directory is first renamed to
+    ``<topic>-<partition>.<32 hex digits>-delete`` and removed by the next
+    cleanup pass (or the next start). Nothing else in ``data_dir`` is
+    touched, and other directory names are ignored.
 
     Invariants: at most one open Log per (topic, partition), and its
     directory name is derived from them.
 
+    Slow disk work runs on a LogExecutor, off the event loop: opening
+    (recovery), flush.ms fsyncs, retention's file deletions, compaction and
+    the file half of truncations. Each log's maintenance holds that log's
+    lock, so it never interleaves with other maintenance of the same log;
+    appends and reads stay on the loop (see Log for the halves).
+
+    A StorageError in that work takes the partition offline: the log leaves
+    the manager (no more maintenance, no clean-shutdown marker, so the next
+    start recovers it) and ``on_storage_error(topic, partition, error)``
+    tells the broker, which stops serving the partition.
+
     ``cleanable_end_offset(topic, partition)`` bounds what compaction of a
     partition may consider; the broker should give the high watermark, so
     that records a leader change could truncate never replace committed
-    ones (None: the log end offset). A log whose compaction fails is left
-    out of compaction until the node restarts, as Kafka's cleaner does.
+    ones (None: the log end offset). A log whose compaction fails otherwise
+    is left out of compaction until the node restarts, as Kafka's cleaner
+    does. A truncation, deletion or shutdown stops a running compaction of
+    its log first.
 
-    Not thread-safe, and needs no lock: the broker calls it from its one
-    asyncio thread.
+    Not thread-safe: used from the broker's one asyncio thread.
     """
 
     def __init__(
@@ -53,90 +86,176 @@ class LogManager:
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
         cleanable_end_offset: EndOffsets = _no_end_offset,
+        executor: LogExecutor | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.default_config = default_config or LogConfig()
         self.cleanable_end_offset = cleanable_end_offset
+        self.on_storage_error: StorageErrorListener = self._take_offline_on_error
         self._clock_ms = clock_ms
-        self._logs: dict[tuple[str, int], Log] = {}
-        self._uncleanable: set[tuple[str, int]] = set()
+        self._executor = executor or LogExecutor()
+        self._logs: dict[PartitionKey, Log] = {}
+        self._offline: dict[PartitionKey, Log] = {}
+        self._retired: list[tuple[Log, Path | None]] = []  # to close, and the renamed directory to remove
+        self._compacting: dict[Log, threading.Event] = {}  # the stop of each running compaction
+        self._uncleanable: set[PartitionKey] = set()
         data_dir.mkdir(parents=True, exist_ok=True)
 
     def get(self, topic: str, partition: int) -> Log | None:
         return self._logs.get((topic, partition))
 
     def get_or_create(self, topic: str, partition: int, config: LogConfig | None = None) -> Log:
-        """The open log of the partition, opening (and recovering, or creating) it if needed."""
-        log = self._logs.get((topic, partition))
+        """The open log of the partition, opening (and recovering, or creating) it if needed.
+
+        Raises StorageError for a partition taken offline after a disk error (until the node restarts).
+        """
+        key = (topic, partition)
+        if key in self._offline:
+            raise StorageError(f"{topic}-{partition} is offline on this broker after a disk error")
+        log = self._logs.get(key)
         if log is None:
             directory = self._partition_directory(topic, partition)
             log = Log(directory, config or self.default_config, clock_ms=self._clock_ms)
-            self._logs[(topic, partition)] = log
+            self._logs[key] = log
         return log
 
     def _partition_directory(self, topic: str, partition: int) -> Path:
-        if not TOPIC_NAME.fullmatch(topic) or topic in (".", "..") or partition < 0:
+        if topic_name_problem(topic) is not None or partition < 0:
             raise InvalidTopicError(f"no log directory for topic {topic!r} partition {partition}")
         return self.data_dir / f"{topic}-{partition}"
 
-    def load_existing(self, configs_by_topic: TopicConfigs) -> list[tuple[str, int]]:
+    async def load_existing(self, configs_by_topic: TopicConfigs) -> list[PartitionKey]:
         """Open every partition directory in ``data_dir``; return the (topic, partition) pairs opened.
 
-        ``configs_by_topic`` maps a topic to its LogConfig: a mapping, or a
-        function; a topic missing from the mapping, or for which the function
-        returns None, gets the default config.
+        Each log is opened (and recovered) on the disk executor, one after
+        the other, so the event loop keeps running meanwhile; directories of
+        deleted partitions are removed. ``configs_by_topic`` maps a topic to
+        its LogConfig: a mapping, or a function; a topic missing from the
+        mapping, or for which the function returns None, gets the default
+        config. A topic for which the function raises InvalidConfigError (its
+        stored config cannot be applied) is left closed: opened with other
+        settings, recovery or retention could cut records that its own
+        settings keep.
         """
         config_for = configs_by_topic if callable(configs_by_topic) else self._lookup_in(configs_by_topic)
         opened = []
         for directory in sorted(self.data_dir.iterdir()):
+            if DELETED_DIRECTORY.fullmatch(directory.name) and directory.is_dir():
+                await self._executor.run(shutil.rmtree, directory)
+                continue
             match = PARTITION_DIRECTORY.fullmatch(directory.name)
             if match is None or not directory.is_dir():
                 continue
             topic, partition = match["topic"], int(match["partition"])
-            self.get_or_create(topic, partition, config_for(topic))
+            try:
+                config = config_for(topic)
+            except InvalidConfigError as error:
+                logger.error("leaving the log of %s-%d closed: %s", topic, partition, error)
+                continue
+            log = await self._executor.run(functools.partial(
+                Log, directory, config or self.default_config, clock_ms=self._clock_ms))
+            self._logs[(topic, partition)] = log
             opened.append((topic, partition))
         return opened
 
     def _lookup_in(self, configs: Mapping[str, LogConfig]) -> Callable[[str], LogConfig]:
         return lambda topic: configs.get(topic, self.default_config)
 
-    def partitions(self) -> list[tuple[str, int]]:
+    def partitions(self) -> list[PartitionKey]:
         """The (topic, partition) pairs with an open log."""
         return list(self._logs)
 
     def delete_topic(self, topic: str) -> int:
-        """Delete every partition log of ``topic`` held here, files included; return how many."""
-        doomed = [key for key in self._logs if key[0] == topic]
+        """Delete every partition log of ``topic`` held here (offline ones too); return how many.
+
+        At once the logs leave the manager and their directories are renamed
+        (so the topic can be created again right away); their files are
+        closed and removed by the next cleanup pass, off the event loop.
+        """
+        doomed = [key for key in [*self._logs, *self._offline] if key[0] == topic]
         for key in doomed:
-            self._logs.pop(key).delete()
+            log = self._logs.pop(key, None) or self._offline.pop(key)
+            self._stop_compaction(log)
             self._uncleanable.discard(key)
+            self._retired.append((log, self._rename_for_deletion(log.directory)))
         return len(doomed)
 
-    def cleanup(self, now_ms: int) -> int:
-        """Retention over every log whose policy has delete, then compaction of at most one log (see
-        :meth:`compact_dirtiest`); return the number of segments retention deleted."""
-        deleted = sum(log.delete_old_segments(now_ms) for log in self._logs.values())
-        self.compact_dirtiest(now_ms)
+    @staticmethod
+    def _rename_for_deletion(directory: Path) -> Path | None:
+        target = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}-delete")
+        try:
+            os.replace(directory, target)
+        except OSError as error:
+            logger.error("could not rename %s for deletion, leaving it: %s", directory, error)
+            return None
+        return target
+
+    def take_offline(self, topic: str, partition: int) -> None:
+        """Stop every maintenance of the partition's log after a disk error; its files are closed by the
+        next cleanup pass, without the clean-shutdown marker, so the next start recovers the log."""
+        log = self._logs.pop((topic, partition), None)
+        if log is None:
+            return
+        self._offline[(topic, partition)] = log
+        self._stop_compaction(log)
+        self._retired.append((log, None))
+
+    def _take_offline_on_error(self, topic: str, partition: int, error: StorageError) -> None:
+        logger.error("%s-%d: disk error, the log goes offline: %s", topic, partition, error)
+        self.take_offline(topic, partition)
+
+    # ---- periodic work -----------------------------------------------------------------
+
+    async def cleanup(self, now_ms: int) -> int:
+        """Remove deleted logs, apply retention to every log whose policy has delete, then compact at most
+        one log (see :meth:`compact_dirtiest`); return the number of segments retention deleted."""
+        await self._close_retired()
+        deleted = 0
+        for key, log in list(self._logs.items()):
+            deleted += await self._maintain(key, log, self._delete_old_segments, now_ms) or 0
+        await self.compact_dirtiest(now_ms)
         return deleted
 
-    def compact_dirtiest(self, now_ms: int) -> tuple[str, int] | None:
+    async def _delete_old_segments(self, log: Log, now_ms: int) -> int:
+        count, work = log.start_retention(now_ms)
+        if count:
+            await self._executor.run(work.run)
+        return count
+
+    async def compact_dirtiest(self, now_ms: int) -> PartitionKey | None:
         """Compact the log with the highest dirty ratio among those due; return its (topic, partition).
 
-        One log per call keeps a pass on the broker's event loop bounded.
+        One log per call bounds a pass; the pass itself runs on the disk executor.
         """
         due = self._due_for_compaction(now_ms)
         if not due:
             return None
         _, key = max(due)
+        compacted = await self._maintain(key, self._logs[key], self._compact, key, now_ms)
+        return key if compacted else None
+
+    async def _compact(self, log: Log, key: PartitionKey, now_ms: int) -> bool:
+        plan = log.plan_compaction(now_ms, self.cleanable_end_offset(*key))
+        if plan is None:
+            return False
+        stop = self._compacting[log] = threading.Event()
         try:
-            self._logs[key].compact(now_ms, self.cleanable_end_offset(*key))
+            result = await self._executor.run(log.run_compaction, plan, stop)
+        except CompactionAborted:
+            logger.info("compaction of %s-%d stopped: the log is being truncated, closed or deleted", *key)
+            return False
+        except StorageError:
+            raise
         except RillError:
             logger.exception("compaction of %s-%d failed; it is not compacted again until restart", *key)
             self._uncleanable.add(key)
-            return None
-        return key
+            return False
+        finally:
+            self._compacting.pop(log, None)
+        log.apply_compaction(result)
+        return True
 
-    def _due_for_compaction(self, now_ms: int) -> list[tuple[float, tuple[str, int]]]:
+    def _due_for_compaction(self, now_ms: int) -> list[tuple[float, PartitionKey]]:
         """(dirty ratio, key) of each compacted log whose ratio reached its min.cleanable.dirty.ratio."""
         due = []
         for key, log in self._logs.items():
@@ -146,12 +265,83 @@ class LogManager:
                     due.append((ratio, key))
         return due
 
-    def flush_due(self, now_ms: int) -> int:
-        """Flush every log whose flush.ms has passed; return how many were flushed."""
-        return sum(log.flush_if_due(now_ms) for log in self._logs.values())
+    async def flush_due(self, now_ms: int) -> int:
+        """Flush every log whose flush.ms has passed, the fsyncs of different logs in parallel; return how
+        many were flushed. A log busy with other maintenance (a compaction) waits for the next pass."""
+        due = [(key, log) for key, log in self._logs.items() if log.flush_due(now_ms) and not self._executor.busy(log)]
+        flushed = await asyncio.gather(*(self._maintain(key, log, self._flush, now_ms) for key, log in due))
+        return sum(1 for done in flushed if done)
 
-    def close_all(self) -> None:
-        """Close every log cleanly, so the next start skips recovery."""
+    async def _flush(self, log: Log, now_ms: int) -> bool:
+        pending = log.start_flush(now_ms)
+        await self._executor.run(log.complete_flush, pending)
+        log.finish_flush(pending)
+        return True
+
+    async def _maintain(self, key: PartitionKey, log: Log, job: Callable[..., Awaitable[Result]],
+                        *arguments: object) -> Result | None:
+        """``job(log, *arguments)`` holding the log's lock; None if the log left the manager first (deleted
+        or offline). A StorageError takes the partition offline."""
+        async with self._executor.exclusive(log):
+            if self._logs.get(key) is not log:
+                return None
+            try:
+                return await job(log, *arguments)
+            except StorageError as error:
+                if self._logs.get(key) is log:
+                    self.on_storage_error(*key, error)
+                return None
+
+    # ---- truncation (the follower's) --------------------------------------------------------
+
+    async def truncate(self, log: Log, start: Callable[[], DiskWork], still_wanted: Callable[[], bool]) -> bool:
+        """Truncate ``log`` with ``start`` (``log.start_truncation`` or ``start_full_truncation`` with its
+        offset), its file work on the disk executor; say whether it did.
+
+        A running compaction of the log stops first. ``still_wanted()`` is
+        asked once the log's lock is held, as waiting for it lets other
+        things happen (a leader change): nothing is cut unless it says yes.
+        StorageError propagates; the caller takes the partition offline.
+        """
+        self._stop_compaction(log)
+        async with self._executor.exclusive(log):
+            if not still_wanted():
+                return False
+            work = start()
+            await self._executor.run(work.run)
+        return True
+
+    # ---- closing --------------------------------------------------------------------------
+
+    def _stop_compaction(self, log: Log) -> None:
+        stop = self._compacting.get(log)
+        if stop is not None:
+            stop.set()
+
+    async def _close_retired(self) -> None:
+        """Close the files of deleted and offline logs, and remove the deleted ones' directories."""
+        retired, self._retired = self._retired, []
+        for log, directory in retired:
+            async with self._executor.exclusive(log):
+                try:
+                    log.close_files()
+                    if directory is not None:
+                        await self._executor.run(shutil.rmtree, directory)
+                except (OSError, StorageError) as error:
+                    logger.error("could not remove the files of %s: %s", directory or log.directory, error)
+            self._executor.forget(log)
+
+    async def close_all(self) -> None:
+        """Close every log cleanly, so the next start skips recovery (offline logs without the marker: they
+        are recovered); then stop the executor."""
+        for stop in self._compacting.values():
+            stop.set()
         while self._logs:
-            _, log = self._logs.popitem()
-            log.close()
+            key, log = self._logs.popitem()
+            async with self._executor.exclusive(log):
+                try:
+                    log.close()
+                except StorageError as error:
+                    logger.error("%s-%d: closing the log failed; the next start recovers it: %s", *key, error)
+        await self._close_retired()
+        self._executor.shutdown()

@@ -26,6 +26,7 @@ from rill.node.log.time_index import TimeIndex
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+DELETED_SUFFIX = ".deleted"  # a segment file renamed for deletion on another thread; the loader removes leftovers
 OFFSET_DIGITS = 20
 NO_TIMESTAMP = -1
 INT32_MAX = 2**31 - 1
@@ -236,22 +237,39 @@ class LogSegment:
     def append(self, headers: Sequence[BatchHeader], buffers: Sequence[bytes | memoryview]) -> None:
         """Write batches that already carry their final offsets; ``buffers`` concatenate to exactly them.
 
-        On a write error the file is cut back to its old length, so no torn
-        batch stays behind; the error propagates.
+        On a write error (of the log or of an index entry) the file and both
+        indexes are cut back to where they were, so no torn batch stays
+        behind and no index entry points at a batch that was not appended;
+        the error propagates.
         """
         position = self.size_bytes
+        before = self._append_state()
         self._unflushed = True
         try:
             written_bytes = write_fully(self._descriptor, buffers)
+            for header in headers:
+                assert header.base_offset >= self.next_offset, (header.base_offset, self.next_offset)
+                self._index_batch(position, header)
+                position += header.size
         except OSError:
-            os.ftruncate(self._descriptor, position)
+            self._undo_append(before)
             raise
-        for header in headers:
-            assert header.base_offset >= self.next_offset, (header.base_offset, self.next_offset)
-            self._index_batch(position, header)
-            position += header.size
         assert position - self.size_bytes == written_bytes, "buffers and headers disagree on the size"
         self.size_bytes = position
+
+    def _append_state(self) -> tuple[int, ...]:
+        return (self.size_bytes, self.next_offset, self.max_timestamp_ms, self.offset_of_max_timestamp,
+                self._bytes_since_last_index_entry, self.offset_index.entry_count, self.time_index.entry_count)
+
+    def _undo_append(self, before: tuple[int, ...]) -> None:
+        """Back to the state :meth:`_append_state` saved: the log file first, so nothing points past its end."""
+        (size_bytes, self.next_offset, self.max_timestamp_ms, self.offset_of_max_timestamp,
+         self._bytes_since_last_index_entry, offset_entries, time_entries) = before
+        os.ftruncate(self._descriptor, size_bytes)
+        if self.offset_index.entry_count != offset_entries:
+            self.offset_index.truncate_to_entries(offset_entries)
+        if self.time_index.entry_count != time_entries:
+            self.time_index.truncate_to_entries(time_entries)
 
     def _index_batch(self, position: int, header: BatchHeader) -> None:
         if header.max_timestamp > self.max_timestamp_ms:
@@ -407,6 +425,40 @@ class LogSegment:
             self._unflushed = False
         self.offset_index.flush()
         self.time_index.flush()
+
+    def take_unflushed(self) -> list[int]:
+        """New descriptors of the files changed since the last flush, the log first, for a flush on
+        another thread; they count as flushed from now on. The caller fsyncs and closes them.
+
+        Appends may go on meanwhile: an fsync of the duplicate covers what was written before it.
+        """
+        descriptors = []
+        if self._unflushed:
+            self._unflushed = False
+            descriptors.append(os.dup(self._descriptor))
+        for index in (self.offset_index, self.time_index):
+            descriptor = index.duplicate_if_dirty()
+            if descriptor is not None:
+                descriptors.append(descriptor)
+        return descriptors
+
+    def file_paths(self) -> tuple[Path, Path, Path]:
+        """The .log, .index and .timeindex files."""
+        return self.log_path, self.offset_index.path, self.time_index.path
+
+    def rename_for_deletion(self) -> list[Path]:
+        """Close the segment and rename its files with DELETED_SUFFIX (cheap); return the new paths, to
+        unlink on another thread. A crash before that leaves files the loader removes."""
+        self.close()
+        renamed = []
+        for path in self.file_paths():
+            target = path.with_name(path.name + DELETED_SUFFIX)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue
+            renamed.append(target)
+        return renamed
 
     def close(self) -> None:
         if self._descriptor >= 0:

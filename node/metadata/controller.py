@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pysyncobj import FAIL_REASON, SyncObj
 from rill.client import protocol
@@ -32,6 +31,8 @@ from rill.client.errors import (
     UnknownTopicError,
     error_for_code,
 )
+from rill.client.topic_names import colliding_name, topic_name_problem
+from rill.node.metadata.liveness import BrokerLiveness
 from rill.node.metadata.state import (
     BrokerRegistration,
     MetadataState,
@@ -43,14 +44,27 @@ from rill.node.metadata.topic_config import validate_topic_config
 
 log = logging.getLogger(__name__)
 
-TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 MAX_PARTITIONS = 10_000
 
 
-def check_topic_name(name: str) -> None:
-    """Kafka's rule: 1-249 characters of [a-zA-Z0-9._-], and not '.' or '..'."""
-    if not TOPIC_NAME.match(name) or name in (".", ".."):
-        raise InvalidTopicError(f"topic name {name!r} must be 1-249 characters of [a-zA-Z0-9._-]")
+def check_topic_name(name: str, internal: bool) -> None:
+    """InvalidTopicError unless ``name`` is legal (client/topic_names.py) and names an internal topic
+    exactly when the brokers' internal path asks: clients neither create nor delete internal topics."""
+    problem = topic_name_problem(name)
+    if problem is not None:
+        raise InvalidTopicError(problem)
+    if name in protocol.INTERNAL_TOPICS and not internal:
+        raise InvalidTopicError(f"{name} is an internal topic: only the brokers create and delete it")
+    if internal and name not in protocol.INTERNAL_TOPICS:
+        raise InvalidTopicError(f"{name!r} is not an internal topic")
+
+
+def check_no_collision(name: str, existing: Iterable[str]) -> None:
+    """InvalidTopicError if ``name`` collides with an existing topic or an internal one (Kafka's rule)."""
+    other = colliding_name(name, [*existing, *protocol.INTERNAL_TOPICS])
+    if other is not None:
+        raise InvalidTopicError(f"topic {name!r} collides with existing topic {other!r} "
+                                "('.' and '_' count as the same character)")
 
 
 def place_replicas(brokers: list[int], partitions: int, replication_factor: int, start: int) -> list[tuple[int, ...]]:
@@ -66,27 +80,26 @@ def place_replicas(brokers: list[int], partitions: int, replication_factor: int,
 class Controller:
     """The cluster's decisions, made on the Raft leader only and committed as replicated commands.
 
-    Tracks broker heartbeats in memory (a new controller starts every clock
-    afresh), fences brokers silent for ``session_timeout_ms``, moves
-    leadership back to preferred replicas, and serves the brokers' and
-    clients' metadata requests. Runs on the asyncio loop.
+    Fences brokers whose process is gone (``refused_since``: their port
+    refuses connections) at once and brokers silent for ``session_timeout_ms``
+    (liveness.py), moves leadership back to preferred replicas, and serves the
+    brokers' and clients' metadata requests. Runs on the asyncio loop.
     """
 
     def __init__(self, raft: SyncObj, state: MetadataState, cluster_id: str, topic_defaults: dict[str, str],
-                 session_timeout_ms: int, takeover_grace_ms: int, auto_leader_rebalance: bool = True,
-                 timeout_s: float = 10.0):
+                 session_timeout_ms: int, refused_since: Callable[[int], float | None],
+                 auto_leader_rebalance: bool = True, timeout_s: float = 10.0):
         self._raft = raft
         self._state = state
         self._cluster_id = cluster_id
         self._topic_defaults = topic_defaults
-        self._session_timeout_s = session_timeout_ms / 1000
-        self._takeover_grace_s = min(takeover_grace_ms, session_timeout_ms) / 1000
+        self._liveness = BrokerLiveness(session_timeout_ms, refused_since)
         self._auto_leader_rebalance = auto_leader_rebalance
         self._timeout_s = timeout_s
-        self._last_heartbeat: dict[int, float] = {}
-        self._was_leader = False
+        self._term = -1  # the Raft term in which this broker last took over as controller
         self._fencing: set[int] = set()
         self._electing = False
+        self._creating = asyncio.Lock()
 
     @property
     def active(self) -> bool:
@@ -122,7 +135,7 @@ class Controller:
             )
         registration = BrokerRegistration(request.node_id, request.host, request.port, request.incarnation)
         await self._submit_checked(self._state.register_broker, registration)
-        self._last_heartbeat[request.node_id] = time.monotonic()
+        self._liveness.registered(request.node_id, time.monotonic())
 
     def heartbeat(self, request: protocol.BrokerHeartbeatRequest) -> None:
         """Note a broker is alive; StaleBrokerEpochError tells it to register (again)."""
@@ -131,7 +144,7 @@ class Controller:
         broker = self._state.brokers.get(request.node_id)
         if broker is None or broker.incarnation != request.incarnation or broker.fenced:
             raise StaleBrokerEpochError(f"broker {request.node_id} must register again")
-        self._last_heartbeat[request.node_id] = time.monotonic()
+        self._liveness.heard_from(request.node_id, time.monotonic())
 
     async def controlled_shutdown(self, request: protocol.ControlledShutdownRequest) -> int:
         """Fence a broker that is stopping, so its leaderships move first; returns what it still leads."""
@@ -148,28 +161,24 @@ class Controller:
         return await self._submit(self._state.elect_preferred_leaders)
 
     async def tick(self) -> None:
-        """Periodic duties of the active controller: fence silent brokers, restore preferred leaders."""
+        """Periodic duties of the active controller: fence dead and silent brokers, restore preferred leaders."""
         if not self.active:
-            self._was_leader = False
             return
         now = time.monotonic()
-        if not self._was_leader:
-            # A new controller hears from live brokers within a few heartbeats (they follow the Raft
-            # leader); the one whose death made this election happen is fenced after the grace.
-            self._was_leader = True
-            since = now - self._session_timeout_s + self._takeover_grace_s
-            self._last_heartbeat = {node_id: since for node_id in self._state.brokers}
-        for node_id, broker in self._state.brokers.items():
-            silent_s = now - self._last_heartbeat.setdefault(node_id, now)
-            if not broker.fenced and silent_s > self._session_timeout_s and node_id not in self._fencing:
-                asyncio.ensure_future(self._fence(node_id, broker.incarnation))
+        brokers = self._state.brokers
+        if self._raft.raftCurrentTerm != self._term:  # elected, even if it lost and won again between ticks
+            self._term = self._raft.raftCurrentTerm
+            self._liveness.take_over(brokers, now)
+        live = [node_id for node_id, broker in brokers.items() if not broker.fenced and node_id not in self._fencing]
+        for node_id, reason in self._liveness.to_fence(live, now).items():
+            asyncio.ensure_future(self._fence(node_id, brokers[node_id].incarnation, reason))
         if self._auto_leader_rebalance and not self._electing and self._preferred_leader_waits():
             asyncio.ensure_future(self._rebalance())
 
-    async def _fence(self, node_id: int, incarnation: int) -> None:
+    async def _fence(self, node_id: int, incarnation: int, reason: str) -> None:
         self._fencing.add(node_id)
         try:
-            log.warning("fencing broker %d: no heartbeat for %.1f s", node_id, self._session_timeout_s)
+            log.warning("fencing broker %d: %s", node_id, reason)
             await self._submit(self._state.fence_broker, node_id, incarnation)
         except RillError as error:
             log.warning("fencing broker %d failed: %s", node_id, error)
@@ -196,8 +205,19 @@ class Controller:
 
     # ---- topics ---------------------------------------------------------------------------
 
-    async def create_topic(self, name: str, partitions: int, replication_factor: int, config: dict[str, str]) -> None:
-        check_topic_name(name)
+    async def create_topic(self, name: str, partitions: int, replication_factor: int, config: dict[str, str],
+                           internal: bool = False) -> None:
+        """Create a topic; ``internal`` is the brokers' own path, the only one that creates internal topics.
+
+        Creations are serialized, so that two colliding names asked for at
+        once cannot both pass the collision check before either commits.
+        """
+        check_topic_name(name, internal)
+        async with self._creating:
+            await self._create_topic(name, partitions, replication_factor, config, internal)
+
+    async def _create_topic(self, name: str, partitions: int, replication_factor: int, config: dict[str, str],
+                            internal: bool) -> None:
         if not 1 <= partitions <= MAX_PARTITIONS:
             raise InvalidPartitionsError(f"partitions must be 1..{MAX_PARTITIONS}, got {partitions}")
         live = sorted(self._state.live_brokers())
@@ -207,6 +227,8 @@ class Controller:
             )
         if name in self._state.topics:
             raise TopicAlreadyExistsError(f"topic {name!r} exists already")
+        if not internal:
+            check_no_collision(name, self._state.topics)
         full_config = validate_topic_config(config, self._topic_defaults)
         start = zlib.crc32(name.encode()) % len(live)
         replica_lists = place_replicas(live, partitions, replication_factor, start)
@@ -221,6 +243,10 @@ class Controller:
             raise error_for_code(code, f"topic {name!r} exists already")
 
     async def delete_topic(self, name: str) -> None:
+        """Delete a topic; internal topics are refused (a deleted ``__consumer_offsets`` would drop every
+        committed offset)."""
+        if name in protocol.INTERNAL_TOPICS:
+            raise InvalidTopicError(f"{name} is an internal topic: only the brokers create and delete it")
         topic = self._state.topics.get(name)
         if topic is None:
             raise UnknownTopicError(f"topic {name!r} does not exist")

@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from rill.client import protocol
-from rill.client.errors import RillError, StaleBrokerEpochError, error_for_code
+from rill.client.errors import ClusterAuthorizationError, RillError, StaleBrokerEpochError, error_for_code
 from rill.node.config import NodeConfig
 from rill.node.metadata.state import MetadataState
 from rill.node.network.broker_client import BrokerClient
@@ -38,6 +38,7 @@ class BrokerLifecycle:
         self._controller_id = controller_id
         self.incarnation = time.time_ns()
         self._interval_s = config.heartbeat_interval_ms / 1000
+        self._last_refusal = ""
 
     @property
     def registered(self) -> bool:
@@ -50,9 +51,18 @@ class BrokerLifecycle:
             started = time.monotonic()
             try:
                 await self._beat()
+            except ClusterAuthorizationError as error:
+                self._refused(error)
             except RillError as error:
                 log.debug("controller request failed: %s", error)
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
+
+    def _refused(self, error: ClusterAuthorizationError) -> None:
+        """The controller will not have this broker as it is configured (the nodes' node lists differ):
+        only the operator can fix that, so say so, once per reason rather than every beat."""
+        if str(error) != self._last_refusal:
+            self._last_refusal = str(error)
+            log.error("the controller refuses to register this broker: %s", error)
 
     async def wait_registered(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -70,7 +80,7 @@ class BrokerLifecycle:
         request = protocol.BrokerHeartbeatRequest(self._config.node_id, self.incarnation)
         try:
             # A heartbeat waits no longer than one interval: when the controller hangs, the next beat
-            # goes to whichever node Raft elects instead, well within a new controller's grace period.
+            # goes to whichever node Raft elects instead, which gives every broker a full session.
             await self._client.request(controller, protocol.BROKER_HEARTBEAT, request,
                                        self._config.heartbeat_interval_ms)
         except StaleBrokerEpochError:

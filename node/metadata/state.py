@@ -70,16 +70,28 @@ class TopicState:
         return self.config.get("unclean.leader.election.enable", "false") == "true"
 
 
-def raft_conf(data_dir: Path) -> SyncObjConf:
-    """pysyncobj settings: persisted journal and dump, batching off, fast ticks and elections.
+def raft_conf(data_dir: Path, password: str) -> SyncObjConf:
+    """pysyncobj settings: persisted journal and dump, batching off, fast ticks and elections, a password.
 
     autoTickPeriod 5 ms bounds how long a committed command waits to be
     applied (the 50 ms default made each metadata change take 50 ms); the
     election timeouts (0.2-0.4 s) and leaderFallbackTimeout (0.5 s, not the
-    default 30 s) keep a controller failover well under a second.
+    default 30 s) keep a controller failover well under a second. They are
+    shorter than the stalls a broker rides out (2 s): a stopped controller is
+    replaced, and a broker that resumes from a stall longer than the election
+    timeout usually calls an election itself and wins it (pysyncobj has no
+    pre-vote). Either way no partition moves, since a new controller gives
+    every broker a full session timeout (liveness.py).
+
+    ``password`` (from the cluster secret) makes pysyncobj encrypt and
+    authenticate every message (Fernet: AES-CBC and HMAC-SHA256): it checks
+    a frame's HMAC before it unpickles anything, and drops the connection
+    of a peer whose frame fails the check. Without one, it unpickles
+    whatever reaches the Raft port, which runs the sender's code.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     return SyncObjConf(
+        password=password,
         journalFile=str(data_dir / "raft.journal"),
         fullDumpFile=str(data_dir / "raft.dump"),
         appendEntriesUseBatch=False,
@@ -207,7 +219,12 @@ class MetadataState(SyncObjConsumer):
     @replicated
     def alter_isr(self, name: str, partition: int, leader: int, leader_epoch: int, partition_epoch: int,
                   isr: tuple[int, ...]) -> int:
-        """The leader's ISR change, if it still leads at that epoch and nobody changed it since."""
+        """The leader's ISR change, if it still leads at that epoch and nobody changed it since.
+
+        An ISR without the leader is a leader that can no longer store the
+        partition (a disk error) stepping down: another member of the new
+        ISR, which must not be empty, is elected at once.
+        """
         topic = self.topics.get(name)
         if topic is None or not 0 <= partition < len(topic.partitions):
             return UnknownTopicError.code
@@ -215,10 +232,13 @@ class MetadataState(SyncObjConsumer):
         if (state.leader, state.leader_epoch, state.partition_epoch) != (leader, leader_epoch, partition_epoch):
             return FencedLeaderEpochError.code
         live = self.live_brokers()
-        if leader not in isr or not set(isr) <= set(state.replicas) or not set(isr) - {leader} <= live:
+        if not isr or not set(isr) <= set(state.replicas) or not set(isr) - {leader} <= live:
             return InvalidRequestError.code
         ordered = tuple(replica for replica in state.replicas if replica in isr)
-        self._set_partition(topic, partition, replace(state, isr=ordered, partition_epoch=partition_epoch + 1))
+        changed = replace(state, isr=ordered, partition_epoch=partition_epoch + 1)
+        if leader not in isr:
+            changed = elect(changed, live - {leader}, unclean=False)
+        self._set_partition(topic, partition, changed)
         return 0
 
     def _set_partition(self, topic: TopicState, partition: int, state: PartitionState) -> None:

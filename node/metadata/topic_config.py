@@ -1,18 +1,26 @@
-"""Topic settings: Kafka's names, their defaults, and their validation.
+"""Topic settings: Kafka's names, their defaults, their validation, and what a broker applies of them.
 
-A topic's config travels and is stored as ``dict[str, str]`` (as in Kafka);
-:func:`validate_topic_config` checks every name and value and returns the
-full config with defaults filled in, and :func:`log_config` turns it into
-the storage layer's :class:`LogConfig`.
+A topic's config travels and is stored as ``dict[str, str]`` (as in Kafka).
+:func:`topic_settings` turns a stored config into what a broker applies
+(the storage layer's :class:`LogConfig`, ``min.insync.replicas``), and
+:func:`validate_topic_config` is that same code run before a config is
+committed, so that a config the controller accepts is one every broker can
+apply: one rule, not two that may drift apart.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
 from rill.client.errors import InvalidConfigError
-from rill.node.log.config import LogConfig
+from rill.node.log.config import INDEX_ENTRY_BYTES_MAX, MAXIMUM_SEGMENT_BYTES, MINIMUM_SEGMENT_BYTES, LogConfig
+
+INT32_MAX = 2**31 - 1  # Kafka's "int" settings
+INT64_MAX = 2**63 - 1  # Kafka's "long" settings
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: int() would also take other scripts' digits
 
 
 @dataclass(frozen=True)
@@ -24,11 +32,21 @@ class Setting:
     doc: str
 
 
-def _integer(minimum: int) -> Callable[[str], int]:
+@dataclass(frozen=True)
+class TopicSettings:
+    """What a broker applies of a topic's config: its logs' settings and its acks=all rule."""
+
+    log: LogConfig
+    min_insync_replicas: int
+
+
+def _integer(minimum: int, maximum: int = INT64_MAX) -> Callable[[str], int]:
     def parse(text: str) -> int:
+        if not _INTEGER.fullmatch(text):
+            raise ValueError("must be an integer")
         value = int(text)
-        if value < minimum:
-            raise ValueError(f"must be >= {minimum}")
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be from {minimum} to {maximum}")
         return value
 
     return parse
@@ -75,54 +93,87 @@ SETTINGS: dict[str, Setting] = {
     "retention.ms": Setting("604800000", _integer(-1), "delete segments older than this; -1 keeps forever"),
     "retention.bytes": Setting("-1", _integer(-1),
                                "delete oldest segments beyond this size per partition; -1: no limit"),
-    "segment.bytes": Setting("1073741824", _integer(14), "roll a new segment at this size"),
+    "segment.bytes": Setting("1073741824", _integer(MINIMUM_SEGMENT_BYTES, MAXIMUM_SEGMENT_BYTES),
+                             "roll a new segment at this size"),
     "segment.ms": Setting("604800000", _integer(1), "roll a new segment after this long"),
-    "segment.index.bytes": Setting("10485760", _integer(8), "offset index size at which a segment rolls"),
-    "index.interval.bytes": Setting("4096", _integer(0), "bytes of log between two offset index entries"),
-    "max.message.bytes": Setting("1048588", _integer(0), "largest record batch the topic accepts"),
+    "segment.index.bytes": Setting("10485760", _integer(INDEX_ENTRY_BYTES_MAX, INT32_MAX),
+                                   "offset index size at which a segment rolls"),
+    "index.interval.bytes": Setting("4096", _integer(0, INT32_MAX), "bytes of log between two offset index entries"),
+    "max.message.bytes": Setting("1048588", _integer(0, INT32_MAX), "largest record batch the topic accepts"),
     "flush.messages": Setting("-1", _optional_positive, "fsync after this many records; -1: leave it to the OS"),
     "flush.ms": Setting("-1", _optional_positive, "fsync after this long; -1: leave it to the OS"),
-    "min.insync.replicas": Setting("1", _integer(1), "replicas that must have a record for acks=all"),
+    "min.insync.replicas": Setting("1", _integer(1, INT32_MAX), "replicas that must have a record for acks=all"),
     "unclean.leader.election.enable": Setting("false", _boolean, "allow an out-of-sync replica to lead"),
 }
 
 
-def validate_topic_config(config: dict[str, object], defaults: dict[str, str] | None = None) -> dict[str, str]:
-    """The full config of a topic: every setting, checked, as strings. Raises InvalidConfigError."""
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to a misspelt ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def setting_text(value: object) -> str:
+    """A setting's value as stored: a string; booleans as Kafka writes them ("true", "false")."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def validate_topic_config(config: Mapping[str, object], defaults: Mapping[str, object] | None = None
+                          ) -> dict[str, str]:
+    """The full config of a new topic: every setting, as strings, checked by building what brokers apply.
+
+    ``defaults`` are the node's ``topic_defaults``, under the topic's own
+    settings. Raises InvalidConfigError naming the setting and what is wrong.
+    """
     full = {name: setting.default for name, setting in SETTINGS.items()}
-    full.update(defaults or {})
-    for name, value in config.items():
-        if name not in SETTINGS:
-            raise InvalidConfigError(f"unknown topic config {name!r}")
-        full[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    for name, text in full.items():
-        try:
-            SETTINGS[name].parse(text)
-        except ValueError as error:
-            raise InvalidConfigError(f"bad value {text!r} for {name}: {error}") from None
+    for source, values in (("topic default", defaults or {}), ("topic config", config)):
+        for name, value in values.items():
+            if name not in SETTINGS:
+                raise InvalidConfigError(f"unknown {source} {name!r}{did_you_mean(name, SETTINGS)}")
+            full[name] = setting_text(value)
+    for name in SETTINGS:
+        _parse(full, name)  # settings that nothing below builds (unclean.leader.election.enable) are checked too
+    topic_settings(full)
     return full
 
 
-def log_config(config: dict[str, str]) -> LogConfig:
-    """The storage settings of a topic whose config passed validate_topic_config."""
+def topic_settings(config: Mapping[str, str]) -> TopicSettings:
+    """What a broker applies of a stored topic config. Raises InvalidConfigError if it cannot be applied.
 
-    def value(name: str):
-        return SETTINGS[name].parse(config[name])
+    A setting missing from ``config`` (stored before the setting existed)
+    takes its default; names no longer known are ignored.
+    """
+    policies = _parse(config, "cleanup.policy")
+    try:
+        log = LogConfig(
+            segment_bytes=_parse(config, "segment.bytes"),
+            segment_ms=_parse(config, "segment.ms"),
+            retention_ms=_parse(config, "retention.ms"),
+            retention_bytes=_parse(config, "retention.bytes"),
+            flush_messages=_parse(config, "flush.messages"),
+            flush_ms=_parse(config, "flush.ms"),
+            max_message_bytes=_parse(config, "max.message.bytes"),
+            index_interval_bytes=_parse(config, "index.interval.bytes"),
+            segment_index_bytes=_parse(config, "segment.index.bytes"),
+            compact="compact" in policies,
+            delete="delete" in policies,
+            delete_retention_ms=_parse(config, "delete.retention.ms"),
+            min_cleanable_dirty_ratio=_parse(config, "min.cleanable.dirty.ratio"),
+            min_compaction_lag_ms=_parse(config, "min.compaction.lag.ms"),
+        )
+    except InvalidConfigError as error:
+        raise InvalidConfigError(f"the topic config cannot be applied: {error}") from None
+    return TopicSettings(log, _parse(config, "min.insync.replicas"))
 
-    policies = value("cleanup.policy")
-    return LogConfig(
-        segment_bytes=value("segment.bytes"),
-        segment_ms=value("segment.ms"),
-        retention_ms=value("retention.ms"),
-        retention_bytes=value("retention.bytes"),
-        flush_messages=value("flush.messages"),
-        flush_ms=value("flush.ms"),
-        max_message_bytes=value("max.message.bytes"),
-        index_interval_bytes=value("index.interval.bytes"),
-        segment_index_bytes=value("segment.index.bytes"),
-        compact="compact" in policies,
-        delete="delete" in policies,
-        delete_retention_ms=value("delete.retention.ms"),
-        min_cleanable_dirty_ratio=value("min.cleanable.dirty.ratio"),
-        min_compaction_lag_ms=value("min.compaction.lag.ms"),
-    )
+
+def log_config(config: Mapping[str, str]) -> LogConfig:
+    """The storage settings of a stored topic config (see topic_settings)."""
+    return topic_settings(config).log
+
+
+def _parse(config: Mapping[str, str], name: str):
+    text = config.get(name, SETTINGS[name].default)
+    try:
+        return SETTINGS[name].parse(text)
+    except ValueError as error:
+        raise InvalidConfigError(f"bad value {text!r:.80} for {name}: {error}") from None

@@ -3,14 +3,28 @@
 A handler returns a response struct, None (no response: acks=0), or an
 awaitable of a response (long poll, Raft commit). Errors are raised as
 typed RillErrors; the network server turns them into error responses.
+
+Requests arrive over two listeners. The client port (``__call__``) serves
+everyone and refuses the broker-only requests (BROKER_APIS, and a fetch
+that names a follower's replica id) with ClusterAuthorizationError: such a
+fetch moves the high watermark, a registration redirects clients. The
+inter-broker listener (``from_broker``) admits only peers holding the
+cluster secret (internal_listener.py) and serves everything; even there a
+registration must match the node list.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 from rill.client import protocol
-from rill.client.errors import BrokerNotAvailableError, RillError, UnknownTopicError
+from rill.client.errors import (
+    BrokerNotAvailableError,
+    ClusterAuthorizationError,
+    RillError,
+    UnknownTopicError,
+)
+from rill.node.config import NodeAddress
 from rill.node.coordinator.group_coordinator import GroupCoordinator
 from rill.node.metadata.controller import Controller
 from rill.node.metadata.state import MetadataState
@@ -21,6 +35,9 @@ CLIENT_APIS = {api.key for api in (protocol.METADATA, protocol.CREATE_TOPIC, pro
                                    protocol.ELECT_LEADERS, protocol.FIND_COORDINATOR,
                                    protocol.CONSUMER_GROUP_HEARTBEAT, protocol.OFFSET_COMMIT, protocol.OFFSET_FETCH,
                                    protocol.LIST_GROUPS, protocol.DESCRIBE_GROUP, protocol.DELETE_GROUP)}
+BROKER_APIS = {api.key for api in (protocol.OFFSETS_FOR_LEADER_EPOCH, protocol.BROKER_REGISTRATION,
+                                   protocol.BROKER_HEARTBEAT, protocol.ALTER_ISR, protocol.CONTROLLED_SHUTDOWN,
+                                   protocol.CREATE_INTERNAL_TOPIC)}
 
 
 class RequestHandler:
@@ -28,8 +45,10 @@ class RequestHandler:
 
     def __init__(self, state: MetadataState, controller: Controller, replicas: ReplicaManager,
                  coordinator: GroupCoordinator, controller_id: Callable[[], int],
-                 status: Callable[[], protocol.NodeStatusResponse], serving_clients: Callable[[], bool]):
+                 status: Callable[[], protocol.NodeStatusResponse], serving_clients: Callable[[], bool],
+                 nodes: Iterable[NodeAddress]):
         self._state = state
+        self._nodes = {node.node_id: node for node in nodes}
         self._serving_clients = serving_clients
         self._controller = controller
         self._replicas = replicas
@@ -39,6 +58,7 @@ class RequestHandler:
             protocol.METADATA.key: self.metadata,
             protocol.CREATE_TOPIC.key: self.create_topic,
             protocol.DELETE_TOPIC.key: self.delete_topic,
+            protocol.CREATE_INTERNAL_TOPIC.key: lambda request: self.create_topic(request, internal=True),
             protocol.DESCRIBE_CONFIGS.key: self.describe_configs,
             protocol.PRODUCE.key: replicas.produce,
             protocol.FETCH.key: replicas.fetch,
@@ -60,6 +80,20 @@ class RequestHandler:
         }
 
     def __call__(self, api: protocol.Api, request: object) -> object:
+        """Serve a request from the client port: anything but what only brokers may ask."""
+        if api.key in BROKER_APIS:
+            raise ClusterAuthorizationError(f"{api.name} is a broker-only request; brokers send it to the "
+                                            "inter-broker port, with the cluster's key")
+        if api.key == protocol.FETCH.key and request.replica_id >= 0:
+            raise ClusterAuthorizationError(f"a fetch as replica {request.replica_id} is a broker-only request; "
+                                            "consumers fetch with replica_id -1")
+        return self._serve(api, request)
+
+    def from_broker(self, api: protocol.Api, request: object) -> object:
+        """Serve a request from the inter-broker listener, whose peers proved they hold the cluster secret."""
+        return self._serve(api, request)
+
+    def _serve(self, api: protocol.Api, request: object) -> object:
         if api.key in CLIENT_APIS and not self._serving_clients():
             raise BrokerNotAvailableError("the broker is starting: not registered with the controller yet")
         return self._routes[api.key](request)
@@ -86,10 +120,11 @@ class RequestHandler:
         ]
         return protocol.TopicMetadata(name, 0, "", partitions)
 
-    async def create_topic(self, request: protocol.CreateTopicRequest) -> protocol.TopicResult:
+    async def create_topic(self, request: protocol.CreateTopicRequest, internal: bool = False) -> protocol.TopicResult:
+        """CREATE_TOPIC, or with ``internal`` CREATE_INTERNAL_TOPIC (the brokers' path to internal topics)."""
         try:
             await self._controller.create_topic(request.name, request.partitions, request.replication_factor,
-                                                request.config)
+                                                request.config, internal)
         except RillError as error:
             return protocol.TopicResult(request.name, error.code, str(error))
         return protocol.TopicResult(request.name, 0, "")
@@ -102,8 +137,19 @@ class RequestHandler:
         return protocol.TopicResult(request.name, 0, "")
 
     async def broker_registration(self, request: protocol.BrokerRegistrationRequest) -> protocol.BrokerResult:
+        self._check_registered_address(request)
         await self._controller.register_broker(request)
         return protocol.BrokerResult(0, "")
+
+    def _check_registered_address(self, request: protocol.BrokerRegistrationRequest) -> None:
+        """A broker registers only under an id of the node list, with that id's client address:
+        clients go where the metadata says, so a registration must not be able to move them."""
+        node = self._nodes.get(request.node_id)
+        if node is None:
+            raise ClusterAuthorizationError(f"broker {request.node_id} is not in the node list {sorted(self._nodes)}")
+        if (request.host, request.port) != (node.host, node.port):
+            raise ClusterAuthorizationError(f"broker {request.node_id} registered as {request.host}:{request.port}, "
+                                            f"but the node list has it at {node.host}:{node.port}")
 
     def broker_heartbeat(self, request: protocol.BrokerHeartbeatRequest) -> protocol.BrokerResult:
         self._controller.heartbeat(request)

@@ -8,7 +8,19 @@ an awaitable and its response is sent when it resolves, so many requests
 per connection are in flight and matched by correlation id.
 
 A frame that does not decode gets an InvalidRequest error response (with
-correlation id -1 when even that could not be read) and the server goes on.
+correlation id -1 when even that could not be read) and the server goes on:
+any bytes from a peer, whatever exception decoding them raises (msgspec's
+errors, UnicodeDecodeError for a string that is not UTF-8, ...), end in
+an error response, never in an exception out of ``serve`` (issue 8: one
+such frame used to end the serve loop and leave the broker deaf).
+
+Bounds: ZeroMQ queues at most ``QUEUE_MESSAGES_MAX`` messages per
+connection each way, each at most ``max_request_bytes``. A request that may
+wait (``may_wait``) is refused with ThrottlingQuotaExceededError, before
+the handler runs, while its connection already has
+``ParkingLimits.per_connection`` requests waiting or the server has
+``ParkingLimits.total``; requests that are answered at once (metadata,
+heartbeats, ...) are always served.
 """
 
 from __future__ import annotations
@@ -16,15 +28,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-import msgspec
 import zmq
 import zmq.asyncio
 from rill.client import protocol
 from rill.client.errors import (
     InvalidRequestError,
     RillError,
+    ThrottlingQuotaExceededError,
     UnsupportedVersionError,
     code_of,
 )
@@ -32,44 +46,83 @@ from rill.client.errors import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[protocol.Api, object], object | Awaitable[object]]
+QUEUE_MESSAGES_MAX = 1_000  # ZeroMQ's SNDHWM and RCVHWM: per connection, each way
+ANSWERED_AT_ONCE = frozenset(api.key for api in (
+    protocol.API_VERSIONS, protocol.METADATA, protocol.DESCRIBE_CONFIGS, protocol.LIST_OFFSETS,
+    protocol.OFFSETS_FOR_LEADER_EPOCH, protocol.BROKER_HEARTBEAT, protocol.NODE_STATUS, protocol.FIND_COORDINATOR,
+    protocol.CONSUMER_GROUP_HEARTBEAT, protocol.OFFSET_FETCH, protocol.LIST_GROUPS, protocol.DESCRIBE_GROUP))
+
+
+@dataclass(frozen=True)
+class ParkingLimits:
+    """How many requests may wait for their answer at once: from one connection, and in all."""
+
+    per_connection: int
+    total: int
+
+
+def may_wait(api: protocol.Api, body: object) -> bool:
+    """Whether the handler may park this request (answer it later): a long-poll fetch, an acks=all
+    produce, or anything that waits for Raft or the ISR. An API not known to answer at once counts as
+    one that may wait, so a new API is bounded by default."""
+    if api.key == protocol.FETCH.key:
+        return body.max_wait_ms > 0
+    if api.key == protocol.PRODUCE.key:
+        return body.acks == -1
+    return api.key not in ANSWERED_AT_ONCE
 
 
 class NetworkServer:
     """Reads requests from a ROUTER socket and writes their responses. Runs on one asyncio loop."""
 
-    def __init__(self, context: zmq.asyncio.Context, bind_address: str, max_request_bytes: int):
+    def __init__(self, context: zmq.asyncio.Context, bind_address: str, max_request_bytes: int,
+                 secure: Callable[[zmq.Socket], None] | None = None, parking: ParkingLimits | None = None):
+        """``secure`` sets a security mechanism (CURVE: internal_listener.py) before the socket binds;
+        ``parking`` bounds the waiting requests (None: no bound, for a listener that admits only brokers)."""
         self._socket = context.socket(zmq.ROUTER)
+        if secure is not None:
+            secure(self._socket)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, max_request_bytes)
         self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self._socket.setsockopt(zmq.SNDHWM, 100_000)
-        self._socket.setsockopt(zmq.RCVHWM, 100_000)
+        self._socket.setsockopt(zmq.SNDHWM, QUEUE_MESSAGES_MAX)
+        self._socket.setsockopt(zmq.RCVHWM, QUEUE_MESSAGES_MAX)
         self._socket.bind(bind_address)
         self._handler: Handler | None = None
         self._pending: set[asyncio.Task] = set()
+        self._parking = parking
+        self._parked: Counter[bytes] = Counter()  # connection identity -> its requests waiting for an answer
 
     async def serve(self, handler: Handler) -> None:
         """Serve with ``handler`` until cancelled. Requests that arrived before are served in order."""
         self._handler = handler
         while True:
             frames = await self._socket.recv_multipart(copy=True)
-            if len(frames) != 2:
-                identity = frames[0] if frames else b""
-                self._reply(identity, protocol.encode_response(-1, None, InvalidRequestError.code,
-                                                               f"expected one frame, got {len(frames) - 1}"))
-                continue
-            self._dispatch(frames[0], frames[1])
+            try:
+                self._receive(frames)
+            except Exception:  # noqa: BLE001 - a bug in serving one message must not end serving
+                log.exception("serving a message failed; serving goes on")
+
+    def _receive(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            identity = frames[0] if frames else b""
+            self._reply(identity, protocol.encode_response(-1, None, InvalidRequestError.code,
+                                                           f"expected one frame, got {len(frames) - 1}"))
+            return
+        self._dispatch(frames[0], frames[1])
 
     def _dispatch(self, identity: bytes, frame: bytes) -> None:
         try:
             envelope = protocol.decode_request_envelope(frame)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
             self._reply(identity, protocol.encode_response(-1, None, InvalidRequestError.code,
                                                            f"malformed request frame: {error}"))
             return
         correlation_id = envelope.correlation_id
         try:
             api, body = self._decode_body(envelope)
+            if self._parking is not None and may_wait(api, body):
+                self._check_room(identity)
             result = self._handler(api, body)
         except RillError as error:
             self._reply(identity, protocol.encode_response(correlation_id, None, error.code, str(error)))
@@ -79,11 +132,32 @@ class NetworkServer:
             self._reply(identity, protocol.encode_response(correlation_id, None, code_of(error), repr(error)))
             return
         if inspect.isawaitable(result):
-            task = asyncio.ensure_future(self._finish(identity, correlation_id, result))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._park(identity, correlation_id, result)
         elif result is not None:
             self._reply(identity, protocol.encode_response(correlation_id, result))
+
+    def _check_room(self, identity: bytes) -> None:
+        """Refuse a request that may wait when its connection, or the server, has as many waiting as allowed."""
+        if self._parked[identity] >= self._parking.per_connection:
+            raise ThrottlingQuotaExceededError(
+                f"this connection has {self._parked[identity]} requests waiting for an answer, the most the "
+                f"broker allows (max_parked_requests_per_connection); retry once some are answered")
+        if len(self._pending) >= self._parking.total:
+            raise ThrottlingQuotaExceededError(
+                f"the broker has {len(self._pending)} requests waiting for an answer, the most it allows "
+                f"(max_parked_requests); retry later")
+
+    def _park(self, identity: bytes, correlation_id: int, result: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(self._finish(identity, correlation_id, result))
+        self._pending.add(task)
+        self._parked[identity] += 1
+        task.add_done_callback(lambda done: self._unpark(identity, done))
+
+    def _unpark(self, identity: bytes, task: asyncio.Task) -> None:
+        self._pending.discard(task)
+        self._parked[identity] -= 1
+        if self._parked[identity] <= 0:
+            del self._parked[identity]
 
     @staticmethod
     def _decode_body(envelope: protocol.RequestEnvelope) -> tuple[protocol.Api, object]:
@@ -96,7 +170,7 @@ class NetworkServer:
             )
         try:
             return api, protocol.decode_request_body(api.key, envelope.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
             raise InvalidRequestError(f"malformed {api.name} request: {error}") from None
 
     async def _finish(self, identity: bytes, correlation_id: int, result: Awaitable[object]) -> None:
@@ -119,6 +193,8 @@ class NetworkServer:
             self._socket.send_multipart((identity, frame), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             log.warning("dropped a response: the peer's queue is full")
+        except zmq.ZMQError as error:
+            log.warning("dropped a response: %s", error)
 
     def close(self) -> None:
         for task in list(self._pending):

@@ -7,7 +7,9 @@ As follower it keeps the leader's high watermark, capped by its own log end.
 
 Invariants: ``high_watermark <= log.log_end_offset``; while this broker
 leads at one epoch the high watermark never goes back; consumers read only
-below it. Not thread-safe: used from the asyncio loop only.
+below it. A replica whose log hit a disk error is offline until the broker
+restarts: it serves nothing (StorageError) and neither fetches nor appends.
+Not thread-safe: used from the asyncio loop only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rill.client.errors import (
     FencedLeaderEpochError,
     NotEnoughReplicasError,
     NotLeaderError,
+    StorageError,
     UnknownTopicError,
 )
 from rill.node.log.append_info import AppendInfo
@@ -66,6 +69,7 @@ class Partition:
         self.high_watermark = 0
         self.proposed_isr: tuple[int, ...] | None = None  # an ISR change sent to the controller, not yet back
         self.epoch_start_offset = 0  # the log end when this broker started leading at this epoch
+        self.offline_reason: str | None = None  # the disk error that took this replica offline
         if self.is_leader:
             self._start_leading()
 
@@ -81,8 +85,22 @@ class Partition:
     def under_replicated(self) -> bool:
         return self.is_leader and len(self.state.isr) < len(self.state.replicas)
 
+    @property
+    def offline(self) -> bool:
+        return self.offline_reason is not None
+
+    def go_offline(self, reason: str) -> None:
+        """Stop serving this replica after a disk error (see the module docstring)."""
+        self.offline_reason = reason
+
+    def ensure_online(self) -> None:
+        """Raise StorageError (retriable: clients move to the new leader) if this replica is offline."""
+        if self.offline_reason is not None:
+            raise StorageError(f"{self.name} is offline on broker {self.node_id}: {self.offline_reason}")
+
     def ensure_leader(self) -> None:
-        """Raise NotLeaderError unless this broker leads the partition."""
+        """Raise StorageError if this replica is offline, NotLeaderError unless this broker leads it."""
+        self.ensure_online()
         if not self.is_leader:
             raise NotLeaderError(f"broker {self.node_id} does not lead {self.name} (leader: {self.state.leader})")
 
@@ -239,6 +257,7 @@ class Partition:
     # ---- follower side -----------------------------------------------------------------------
 
     def append_as_follower(self, records: bytes, leader_high_watermark: int) -> None:
+        self.ensure_online()
         if records:
             self.log.append_as_follower(records)
         self.high_watermark = max(self.high_watermark, min(leader_high_watermark, self.log.log_end_offset))

@@ -4,19 +4,31 @@ One task per leader broker fetches every partition this broker follows
 from it, as a long poll. A partition that starts following (a new leader or
 a new epoch) first asks the leader where its own latest epoch ends and cuts
 anything after that, so a replica that led before and wrote records nobody
-else got drops them before fetching (KIP-101). Runs on the asyncio loop.
+else got drops them before fetching (KIP-101). Truncations run through the
+LogManager (their file work off the loop) and only if the partition is
+still followed as it was when they were decided. A disk error in a
+replica's log takes it offline (``on_storage_error``); offline replicas are
+not fetched. Runs on the asyncio loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Callable
 
 from rill.client import protocol
 from rill.client.batch import read_header
-from rill.client.errors import OffsetOutOfRangeError, RillError, error_for_code
-from rill.node.network.broker_client import BrokerClient
+from rill.client.errors import (
+    OffsetOutOfRangeError,
+    RillError,
+    StorageError,
+    error_for_code,
+)
+from rill.node.log.disk_work import DiskWork
+from rill.node.log.manager import LogManager, StorageErrorListener
+from rill.node.network.broker_client import BrokerClient, Spawn
 from rill.node.replication.partition import Partition
 
 log = logging.getLogger(__name__)
@@ -32,8 +44,15 @@ class ReplicaFetcher:
     """Keeps this broker's follower replicas up to date with their leaders."""
 
     def __init__(self, node_id: int, client: BrokerClient,
-                 on_high_watermark: Callable[[tuple[str, int], Partition], None]):
+                 on_high_watermark: Callable[[tuple[str, int], Partition], None], spawn: Spawn, *,
+                 logs: LogManager, on_storage_error: StorageErrorListener):
+        """``spawn`` starts (and supervises) the fetcher task of each leader; such a task may end."""
         self._node_id = node_id
+        self._logs = logs
+        self._on_storage_error = on_storage_error
+        self._follow_numbers = itertools.count()
+        self._generations: dict[tuple[str, int], int] = {}  # a number per follow(), to see a re-follow
+        self._spawn = spawn
         self._client = client
         self._on_high_watermark = on_high_watermark
         self._following: dict[int, dict[tuple[str, int], Partition]] = {}
@@ -45,20 +64,22 @@ class ReplicaFetcher:
         """Fetch ``partition`` from its current leader, after checking for divergence."""
         self.unfollow(partition)
         leader = partition.state.leader
-        if leader < 0 or leader == self._node_id or self._closed:
+        if leader < 0 or leader == self._node_id or self._closed or partition.offline:
             return
         key = (partition.topic, partition.index)
+        self._generations[key] = next(self._follow_numbers)
         self._following.setdefault(leader, {})[key] = partition
         self._needs_truncation.add(key)
         task = self._tasks.get(leader)
         if task is None or task.done():
-            self._tasks[leader] = asyncio.ensure_future(self._run(leader))
+            self._tasks[leader] = self._spawn(f"replica fetcher from broker {leader}", self._run(leader))
 
     def unfollow(self, partition: Partition) -> None:
         key = (partition.topic, partition.index)
         for partitions in self._following.values():
             partitions.pop(key, None)
         self._needs_truncation.discard(key)
+        self._generations.pop(key, None)
 
     def close(self) -> None:
         """Stop fetching; metadata changes that arrive while the broker shuts down start nothing new."""
@@ -86,6 +107,7 @@ class ReplicaFetcher:
         partitions = {key: p for key, p in self._following.get(leader, {}).items() if key in self._needs_truncation}
         if not partitions:
             return
+        generations = {key: self._generations[key] for key in partitions}
         by_topic: dict[str, list[protocol.PartitionEpochRequest]] = {}
         topic_ids: dict[str, str] = {}
         for (topic, index), partition in partitions.items():
@@ -99,16 +121,21 @@ class ReplicaFetcher:
             for answer in topic.partitions:
                 key = (topic.topic, answer.partition)
                 partition = partitions.get(key)
-                if partition is None or self._following.get(leader, {}).get(key) is not partition:
+                if partition is None or not self._still_following(key, generations[key]):
                     continue
                 if answer.error_code:
                     log.debug("%s: leader epoch lookup failed: %s", partition.name, answer.error_message)
                     continue
-                self._cut(partition, answer.leader_epoch, answer.end_offset)
-                self._needs_truncation.discard(key)
+                await self._cut(key, partition, answer.leader_epoch, answer.end_offset, generations[key])
+                if self._still_following(key, generations[key]):
+                    self._needs_truncation.discard(key)
 
-    @staticmethod
-    def _cut(partition: Partition, leader_epoch: int, end_offset: int) -> None:
+    def _still_following(self, key: tuple[str, int], generation: int) -> bool:
+        """Whether the partition is followed as it was when ``generation`` was read (no re-follow since)."""
+        return self._generations.get(key) == generation
+
+    async def _cut(self, key: tuple[str, int], partition: Partition, leader_epoch: int, end_offset: int,
+                   generation: int) -> None:
         log_ = partition.log
         if end_offset < 0:
             target = min(partition.high_watermark, log_.log_end_offset)  # leader knows no such epoch
@@ -117,8 +144,17 @@ class ReplicaFetcher:
         if target < log_.log_end_offset:
             log.info("%s: truncating from %d to %d to match the leader (epoch %d)",
                      partition.name, log_.log_end_offset, target, leader_epoch)
-            log_.truncate_to(target)
+            await self._truncate_log(key, partition, lambda: log_.start_truncation(target), generation)
         partition.high_watermark = min(partition.high_watermark, log_.log_end_offset)
+
+    async def _truncate_log(self, key: tuple[str, int], partition: Partition, start: Callable[[], DiskWork],
+                            generation: int) -> None:
+        """Truncate through the LogManager if still following as of ``generation``; a disk error takes the
+        replica offline."""
+        try:
+            await self._logs.truncate(partition.log, start, lambda: self._still_following(key, generation))
+        except StorageError as error:
+            self._on_storage_error(partition.topic, partition.index, error)
 
     async def _fetch_once(self, leader: int) -> None:
         partitions = {key: p for key, p in self._following.get(leader, {}).items() if key not in self._needs_truncation}
@@ -128,6 +164,7 @@ class ReplicaFetcher:
         by_topic: dict[str, list[protocol.PartitionFetch]] = {}
         topic_ids: dict[str, str] = {}
         asked = {key: partition.log.log_end_offset for key, partition in partitions.items()}
+        generations = {key: self._generations[key] for key in partitions}
         for (topic, index), partition in partitions.items():
             by_topic.setdefault(topic, []).append(protocol.PartitionFetch(
                 index, asked[(topic, index)], PARTITION_MAX_BYTES, partition.state.leader_epoch))
@@ -142,14 +179,14 @@ class ReplicaFetcher:
             for answer in topic.partitions:
                 key = (topic.topic, answer.partition)
                 partition = partitions.get(key)
-                if partition is None or self._following.get(leader, {}).get(key) is not partition:
-                    continue  # moved to another leader while the fetch was out
-                failed |= self._apply(key, partition, answer, asked[key])
+                if partition is None or not self._still_following(key, generations[key]):
+                    continue  # moved to another leader (or followed anew) while the fetch was out
+                failed |= await self._apply(key, partition, answer, asked[key], generations[key])
         if failed:
             await asyncio.sleep(RETRY_BACKOFF_S)
 
-    def _apply(self, key: tuple[str, int], partition: Partition, answer: protocol.PartitionFetchResponse,
-               fetch_offset: int) -> bool:
+    async def _apply(self, key: tuple[str, int], partition: Partition, answer: protocol.PartitionFetchResponse,
+                     fetch_offset: int, generation: int) -> bool:
         """Append one partition's answer; True if it failed (so the loop backs off).
 
         The first batch starts at the offset asked, or (compacted topics) after a gap the cleaner left.
@@ -157,25 +194,31 @@ class ReplicaFetcher:
         if answer.error_code:
             error = error_for_code(answer.error_code, answer.error_message)
             if isinstance(error, OffsetOutOfRangeError):
-                self._out_of_range(partition, answer)
+                await self._out_of_range(key, partition, answer, generation)
             return True
         if answer.records and not _follows(partition, fetch_offset, _first_offset(answer.records)):
             self._needs_truncation.add(key)  # the log moved under the fetch (truncated meanwhile)
             return True
         before = partition.high_watermark
-        partition.append_as_follower(answer.records, answer.high_watermark)
+        try:
+            partition.append_as_follower(answer.records, answer.high_watermark)
+        except StorageError as error:
+            self._on_storage_error(partition.topic, partition.index, error)
+            return True
         if partition.high_watermark != before:
             self._on_high_watermark(key, partition)
         return False
 
-    def _out_of_range(self, partition: Partition, answer: protocol.PartitionFetchResponse) -> None:
+    async def _out_of_range(self, key: tuple[str, int], partition: Partition,
+                            answer: protocol.PartitionFetchResponse, generation: int) -> None:
         log_ = partition.log
         if 0 <= log_.log_end_offset < answer.log_start_offset:
             log.info("%s: behind the leader's log start %d, starting over there", partition.name,
                      answer.log_start_offset)
-            log_.truncate_fully_and_start_at(answer.log_start_offset)
+            await self._truncate_log(key, partition, lambda: log_.start_full_truncation(answer.log_start_offset),
+                                     generation)
         else:
-            self._needs_truncation.add((partition.topic, partition.index))
+            self._needs_truncation.add(key)
 
 
 def _follows(partition: Partition, fetch_offset: int, first_offset: int) -> bool:

@@ -9,6 +9,12 @@ futures on the asyncio loop, never sleeping threads:
 - an ``acks=all`` produce parks until the high watermark passes its last
   record (followers fetched it), the request's timeout, or a leader change.
 
+``ReplicaLimits`` bounds what a client controls here: waits are capped
+(``max_fetch_wait_ms``, ``max_produce_timeout_ms``), a fetch reads at most
+``fetch_max_bytes``, and a partition holds at most
+``max_pending_acks_per_partition`` unconfirmed acks=all writes (more are
+refused before they are appended, with ThrottlingQuotaExceededError).
+
 Not thread-safe: runs on the asyncio loop only.
 """
 
@@ -18,31 +24,45 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from rill.client import protocol
 from rill.client.errors import (
+    InvalidConfigError,
     InvalidRequestError,
     InvalidTopicError,
     NotLeaderError,
     OffsetNotAvailableError,
     RequestTimeoutError,
     RillError,
+    StorageError,
+    ThrottlingQuotaExceededError,
     UnknownTopicError,
 )
+from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
 from rill.node.metadata.state import PartitionState, TopicState
-from rill.node.metadata.topic_config import SETTINGS, log_config
+from rill.node.metadata.topic_config import topic_settings
 from rill.node.replication.partition import Partition
 
 log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]
 VALID_ACKS = (0, 1, -1)
-MAX_WAIT_MS_LIMIT = 60_000
 RoleListener = Callable[[Partition, str], None]
 PARTITION_METADATA_FILE = "partition.metadata"  # the id of the topic a partition folder belongs to
+
+
+@dataclass(frozen=True)
+class ReplicaLimits:
+    """Caps on what produce and fetch requests ask for (NodeConfig has each one's meaning)."""
+
+    max_fetch_wait_ms: int
+    max_produce_timeout_ms: int
+    max_pending_acks_per_partition: int
+    fetch_max_bytes: int
 
 
 class _PendingAck:
@@ -60,7 +80,8 @@ class ReplicaManager:
     """The partitions of this broker and the requests that read and write them."""
 
     def __init__(self, node_id: int, log_manager: LogManager, on_role_change: RoleListener,
-                 follower_timeout_ms: int):
+                 follower_timeout_ms: int, limits: ReplicaLimits):
+        self._limits = limits
         self.node_id = node_id
         self._follower_timeout_s = follower_timeout_ms / 1000
         self.log_manager = log_manager
@@ -68,11 +89,20 @@ class ReplicaManager:
         self._on_role_change = on_role_change
         self._fetch_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)
         self._pending_acks: dict[PartitionKey, list[_PendingAck]] = defaultdict(list)
+        # Topics whose stored config this broker cannot apply: the topic and why. Their partitions stay
+        # offline here (their logs closed) while every other topic is served.
+        self._offline: dict[str, tuple[TopicState, str]] = {}
 
     # ---- following the metadata ------------------------------------------
 
     def apply_topic(self, name: str, topic: TopicState | None) -> None:
-        """Create, update or delete this broker's replicas of one topic to match the metadata."""
+        """Create, update or delete this broker's replicas of one topic to match the metadata.
+
+        A topic whose stored config cannot be applied (stored before the
+        controller validated configs as brokers apply them) is logged and
+        kept offline: its partitions answer StorageError, the rest are served.
+        """
+        self._delete_offline_logs(name, None if topic is None else topic.topic_id)
         if topic is None:
             for key in [key for key in self.partitions if key[0] == name]:
                 partition = self.partitions.pop(key)
@@ -82,11 +112,29 @@ class ReplicaManager:
             self.log_manager.delete_topic(name)
             return
         self._drop_if_another_topic(name, topic.topic_id)
-        storage = log_config(topic.config)
-        min_insync = SETTINGS["min.insync.replicas"].parse(topic.config["min.insync.replicas"])
+        try:
+            settings = topic_settings(topic.config)
+        except InvalidConfigError as error:
+            if name not in self._offline:
+                log.error("topic %s stays offline on this broker: %s", name, error)
+            self._offline[name] = (topic, str(error))
+            return
         for index, state in enumerate(topic.partitions):
             if self.node_id in state.replicas:
-                self._apply_partition(name, index, state, storage, min_insync, topic.topic_id)
+                self._apply_partition(name, index, state, settings.log, settings.min_insync_replicas,
+                                      topic.topic_id)
+
+    def _delete_offline_logs(self, name: str, topic_id: str | None) -> None:
+        """Delete the closed logs of an offline topic once it is deleted or replaced by a new topic of its
+        name (``topic_id``); they are opened only to be deleted, so their settings do not matter."""
+        offline = self._offline.get(name)
+        if offline is None or offline[0].topic_id == topic_id:
+            return
+        del self._offline[name]
+        for index, state in enumerate(offline[0].partitions):
+            if self.node_id in state.replicas:
+                self.log_manager.get_or_create(name, index, LogConfig())
+        self.log_manager.delete_topic(name)
 
     def _drop_if_another_topic(self, name: str, topic_id: str) -> None:
         """Delete local logs of an older topic of the same name (deleted and re-created while this
@@ -105,6 +153,9 @@ class ReplicaManager:
                          topic_id: str) -> None:
         key = (name, index)
         partition = self.partitions.get(key)
+        if partition is not None and partition.offline:
+            partition.update_state(state, min_insync)  # kept current for status; it serves nothing
+            return
         if partition is None:
             log_ = self.log_manager.get_or_create(name, index, storage)
             _record_topic_id(log_, topic_id)
@@ -122,6 +173,8 @@ class ReplicaManager:
 
     def _partition(self, topic: str, index: int) -> Partition:
         partition = self.partitions.get((topic, index))
+        if partition is None and topic in self._offline:
+            raise StorageError(f"{topic}-{index} is offline on broker {self.node_id}: {self._offline[topic][1]}")
         if partition is None:
             raise UnknownTopicError(f"unknown topic or partition {topic}-{index} on broker {self.node_id}")
         return partition
@@ -148,7 +201,7 @@ class ReplicaManager:
         waiting = [future for _, _, future in results if future is not None]
         if not waiting:
             return _produce_response(results)
-        return self._await_acks(results, waiting, request.timeout_ms)
+        return self._await_acks(results, waiting, min(max(request.timeout_ms, 1), self._limits.max_produce_timeout_ms))
 
     def _produce_partition(self, topic: str, data: protocol.PartitionProduceData, acks: int,
                            appended: list[PartitionKey], internal: bool):
@@ -156,8 +209,11 @@ class ReplicaManager:
             if topic in protocol.INTERNAL_TOPICS and not internal:
                 raise InvalidTopicError(f"{topic} is an internal topic: only the brokers write to it")
             partition = self._partition(topic, data.partition)
+            if acks == -1:
+                self._check_pending_acks((topic, data.partition))
             info = partition.append_as_leader(data.records, acks)
         except RillError as error:
+            self._note_storage_error(topic, data.partition, error)
             return topic, protocol.PartitionProduceResponse(data.partition, error.code, str(error), -1, -1), None
         key = (topic, data.partition)
         appended.append(key)
@@ -169,19 +225,42 @@ class ReplicaManager:
             self._pending_acks[key].append(_PendingAck(info.last_offset + 1, partition.state.leader_epoch, future))
         return topic, response, future
 
+    def _check_pending_acks(self, key: PartitionKey) -> None:
+        """Refuse another acks=all write to a partition that has as many unconfirmed ones as allowed."""
+        pending = len(self._pending_acks.get(key, ()))
+        if pending >= self._limits.max_pending_acks_per_partition:
+            raise ThrottlingQuotaExceededError(
+                f"{key[0]}-{key[1]} has {pending} acks=all writes waiting for the in-sync replicas, the most "
+                f"the broker allows (max_pending_acks_per_partition); nothing was written, retry later")
+
     async def _await_acks(self, results, waiting: list[asyncio.Future], timeout_ms: int) -> protocol.ProduceResponse:
-        await asyncio.wait(waiting, timeout=max(timeout_ms, 1) / 1000)
+        await asyncio.wait(waiting, timeout=timeout_ms / 1000)
         final = []
+        timed_out: set[PartitionKey] = set()
         for topic, response, future in results:
             if future is not None:
                 error = future.exception() if future.done() else RequestTimeoutError(
                     f"{topic}-{response.partition}: in-sync replicas did not confirm within {timeout_ms} ms")
                 if not future.done():
                     future.cancel()
+                    timed_out.add((topic, response.partition))
                 if error is not None:
                     response = protocol.PartitionProduceResponse(response.partition, error.code, str(error), -1, -1)
             final.append((topic, response, None))
+        for key in timed_out:
+            self._forget_answered_acks(key)
         return _produce_response(final)
+
+    def _forget_answered_acks(self, key: PartitionKey) -> None:
+        """Drop the timed-out acks of a partition whose high watermark is stuck, so they stop counting."""
+        pending = self._pending_acks.get(key)
+        if pending is None:
+            return
+        live = [ack for ack in pending if not ack.future.done()]
+        if live:
+            self._pending_acks[key] = live
+        else:
+            del self._pending_acks[key]
 
     def _complete_acks(self, key: PartitionKey, partition: Partition) -> None:
         pending = self._pending_acks.get(key)
@@ -212,7 +291,7 @@ class ReplicaManager:
         response, size = self._read(request)
         if size >= max(request.min_bytes, 1) or request.max_wait_ms <= 0 or _has_error(response):
             return response
-        return self._long_poll(request, min(request.max_wait_ms, MAX_WAIT_MS_LIMIT) / 1000)
+        return self._long_poll(request, min(request.max_wait_ms, self._limits.max_fetch_wait_ms) / 1000)
 
     async def _long_poll(self, request: protocol.FetchRequest, wait_s: float) -> protocol.FetchResponse:
         deadline = time.monotonic() + wait_s
@@ -251,7 +330,7 @@ class ReplicaManager:
                     waiter.set_result(None)
 
     def _read(self, request: protocol.FetchRequest) -> tuple[protocol.FetchResponse, int]:
-        budget = max(request.max_bytes, 1)
+        budget = max(min(request.max_bytes, self._limits.fetch_max_bytes), 1)
         total = 0
         topics = []
         for topic_fetch in request.topics:
@@ -278,6 +357,7 @@ class ReplicaManager:
                 if moved:
                     self.high_watermark_moved((topic, wanted.partition), partition)
         except RillError as error:
+            self._note_storage_error(topic, wanted.partition, error)
             known = self.partitions.get((topic, wanted.partition))
             start = known.log.log_start_offset if known is not None else -1
             return protocol.PartitionFetchResponse(wanted.partition, error.code, str(error), -1, start, b"")
@@ -313,6 +393,7 @@ class ReplicaManager:
                 raise InvalidRequestError(f"timestamp {wanted.timestamp} is neither a time nor -1/-2")
             found = partition.log.offset_for_timestamp(wanted.timestamp)
         except RillError as error:
+            self._note_storage_error(topic, wanted.partition, error)
             return protocol.PartitionOffsetResponse(wanted.partition, error.code, str(error), -1, -1)
         if found is None or found[0] >= partition.high_watermark:
             return protocol.PartitionOffsetResponse(wanted.partition, 0, "", -1, -1)
@@ -339,7 +420,45 @@ class ReplicaManager:
     # ---- status -----------------------------------------------------------------
 
     def leader_partitions(self) -> list[Partition]:
-        return [partition for partition in self.partitions.values() if partition.is_leader]
+        """The partitions this broker leads and serves (not those offline here)."""
+        return [partition for partition in self.partitions.values() if partition.is_leader and not partition.offline]
+
+    def offline_partitions(self) -> list[str]:
+        """``<topic>-<partition>`` of every replica here that serves nothing: taken offline by a disk error,
+        or of a topic whose config this broker cannot apply."""
+        names = [partition.name for partition in self.partitions.values() if partition.offline]
+        names += [f"{name}-{index}" for name, (topic, _) in self._offline.items()
+                  for index, state in enumerate(topic.partitions) if self.node_id in state.replicas]
+        return sorted(names)
+
+    # ---- disk errors -------------------------------------------------------------
+
+    def _note_storage_error(self, topic: str, index: int, error: RillError) -> None:
+        if isinstance(error, StorageError):
+            self.storage_failed(topic, index, error)
+
+    def storage_failed(self, topic: str, index: int, error: StorageError) -> None:
+        """A disk error in this broker's replica of (topic, index): take it offline here, as Kafka does with
+        a failed log directory, until the broker restarts.
+
+        The replica stops serving (produce, fetch and offsets get StorageError,
+        which clients retry at the new leader) and fetching; acks=all writes
+        waiting on it fail; its log gets no more appends or maintenance and no
+        clean-shutdown marker, so the next start recovers it. The role
+        listener hears "offline": the node asks the controller to move the
+        leadership away. A second error of the same replica changes nothing.
+        """
+        key = (topic, index)
+        partition = self.partitions.get(key)
+        if partition is None or partition.offline:
+            return
+        log.error("%s: disk error, the replica goes offline on this broker until it restarts: %s",
+                  partition.name, error)
+        partition.go_offline(str(error))
+        self.log_manager.take_offline(topic, index)
+        self._fail_pending(key, StorageError(f"{partition.name} went offline on broker {self.node_id}"))
+        self._wake((key,))
+        self._on_role_change(partition, "offline")
 
 
 def _recorded_topic_id(log_: Log | None) -> str | None:

@@ -90,7 +90,7 @@ def test_up_refuses_a_layout_other_than_the_recorded_one(tmp_path: Path) -> None
 
 def test_up_refuses_ports_beyond_65535(tmp_path: Path) -> None:
     result = invoke("cluster", "up", "--nodes", "1", "--base-port", "65400", "--data-dir", str(tmp_path))
-    assert_one_line_error(result, 1, "65600")
+    assert_one_line_error(result, 1, "65800")
     assert not (tmp_path / "cluster.toml").exists()
 
 
@@ -234,8 +234,9 @@ def test_the_default_cluster_is_three_nodes_and_clients_bootstrap_from_all() -> 
 
 
 def report(node_id: int, controller_id: int, role: str = "follower", led: int = 0,
-           under_replicated: int = 0) -> protocol.NodeStatusResponse:
-    return protocol.NodeStatusResponse(node_id, role, controller_id, controller_id, False, 4, led, under_replicated)
+           under_replicated: int = 0, offline: tuple[str, ...] = ()) -> protocol.NodeStatusResponse:
+    return protocol.NodeStatusResponse(node_id, role, controller_id, controller_id, False, 4, led, under_replicated,
+                                       list(offline), 0.25, 1.5, 12.0)
 
 
 def node(node_id: int, report: protocol.NodeStatusResponse | None, state: ProcessState = ProcessState.RUNNING,
@@ -246,20 +247,21 @@ def node(node_id: int, report: protocol.NodeStatusResponse | None, state: Proces
 def test_status_shows_each_nodes_report_and_names_the_controller(monkeypatch: pytest.MonkeyPatch,
                                                                   tmp_path: Path) -> None:
     (tmp_path / "cluster.toml").write_text("node_count = 3\nbase_port = 9092\n")
-    statuses = [node(1, report(1, 2, led=2, under_replicated=1)), node(2, report(2, 2, "leader", led=1)),
-                node(3, None, ProcessState.GONE, None)]
+    statuses = [node(1, report(1, 2, led=2, under_replicated=1, offline=("orders-0", "orders-3"))),
+                node(2, report(2, 2, "leader", led=1)), node(3, None, ProcessState.GONE, None)]
     monkeypatch.setattr(launcher, "node_statuses", lambda layout: statuses)
     result = invoke("cluster", "status", "--data-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     headers = next([cell.strip() for cell in line.split("┃")[1:-1]] for line in lines if "┃" in line)
     assert headers == ["node", "pid", "process", "alive", "answers", "port", "raft role", "controller", "fenced",
-                       "partitions led", "under-replicated", "data dir"]
+                       "partitions led", "under-replicated", "offline", "loop lag p99/max ms", "data dir"]
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
     assert rows == [
-        ["1", "101", "running", "yes", "yes", "9092", "follower", "no", "no", "2", "1", "/data/1"],
-        ["2", "102", "running", "yes", "yes", "9093", "leader", "yes", "no", "1", "0", "/data/2"],
-        ["3", "103", "not running", "no", "-", "9094", "-", "-", "-", "-", "-", "/data/3"],
+        ["1", "101", "running", "yes", "yes", "9092", "follower", "no", "no", "2", "1", "orders-0,orders-3",
+         "1.5/12.0", "/data/1"],
+        ["2", "102", "running", "yes", "yes", "9093", "leader", "yes", "no", "1", "0", "none", "1.5/12.0", "/data/2"],
+        ["3", "103", "not running", "no", "-", "9094", "-", "-", "-", "-", "-", "-", "-", "/data/3"],
     ]
     assert "controller: node 2" in lines
     assert lines[-1] == "bootstrap: 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"

@@ -118,8 +118,10 @@ def test_failover_replication_factor_above_live_brokers(cluster: ClusterProcesse
         with pytest.raises(InvalidReplicationFactorError):
             admin.create_topic("rf-three-of-two", partitions=1, replication_factor=3)
         admin.create_topic("rf-two-of-two", partitions=2, replication_factor=2)
+        described = wait_until(lambda: cluster.try_(lambda: admin.describe_topic("rf-two-of-two")), 10,
+                               "the new topic to show in the metadata")  # followers apply it a moment later
         assert "rf-three-of-two" not in admin.list_topics()
-        assert all(sorted(p.replicas) == [1, 2] for p in admin.describe_topic("rf-two-of-two").partitions)
+        assert all(sorted(p.replicas) == [1, 2] for p in described.partitions)
 
 
 def fetch_raw(address: str, topic: str, leader_epoch: int) -> protocol.PartitionFetchResponse:

@@ -152,4 +152,5 @@ def test_failover_full_restart_after_raft_log_compaction(cluster: ClusterProcess
     with cluster.admin() as admin:  # and metadata changes go on
         admin.create_topic("after-restart", partitions=1, replication_factor=3)
         admin.delete_topic("late-0")
-        assert admin.list_topics() == sorted({*kept, "after-restart"} - {"late-0"})
+        expected = sorted({*kept, "after-restart"} - {"late-0"})  # followers apply the Raft entries a moment later
+        wait_until(lambda: admin.list_topics() == expected, 10, "every broker to list the changed topics")

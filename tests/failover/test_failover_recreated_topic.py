@@ -10,7 +10,9 @@ leader's entries), and a pause during which the others write more than
 
 The brokers run with session_timeout_ms = 30 s here, so that the broker
 that is away stays registered and is placed as a replica of the re-created
-topic (as when it comes back within the session timeout).
+topic (as when it comes back within the session timeout). It is away
+stopped (SIGSTOP), and killed only after the re-creation: a killed broker's
+closed port gets it fenced at once (node/metadata/liveness.py).
 """
 
 from __future__ import annotations
@@ -97,12 +99,17 @@ def test_failover_restarted_broker_drops_the_deleted_topic_of_the_same_name(clus
     topic = "reborn-after-restart"
     away, _, running = old_topic_and_a_plain_follower(cluster, topic)
 
-    cluster.kill(away, signal.SIGKILL)
-    with cluster.admin(running) as admin:
-        admin.delete_topic(topic)
-        admin.create_topic(topic, partitions=1, replication_factor=3)
-        assert away in admin.describe_topic(topic).partitions[0].replicas, "the killed broker is a replica"
-    produce_batches(cluster.bootstrap_of(running), topic, b"new", RECORDS_PER_BATCH, acks=1)
+    cluster.kill(away, signal.SIGSTOP)
+    try:
+        with cluster.admin(running) as admin:
+            admin.delete_topic(topic)
+            admin.create_topic(topic, partitions=1, replication_factor=3)
+            described = wait_until(lambda: cluster.try_(lambda: admin.describe_topic(topic)), 10,
+                                   "the re-created topic to show in the metadata")  # followers apply it a moment later
+            assert away in described.partitions[0].replicas, "the stopped broker is a replica"
+        produce_batches(cluster.bootstrap_of(running), topic, b"new", RECORDS_PER_BATCH, acks=1)
+    finally:
+        cluster.kill(away, signal.SIGKILL)
     cluster.start(away)
 
     info = cluster.wait_for_partition(topic, lambda p: sorted(p.isr) == [1, 2, 3] and p.high_watermark >= 100,

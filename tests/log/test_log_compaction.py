@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from pathlib import Path
@@ -14,7 +15,7 @@ from rill.client.batch import (
     iter_batches,
     read_header,
 )
-from rill.client.errors import InvalidConfigError, OffsetOutOfRangeError, StorageError
+from rill.client.errors import CorruptRecordError, InvalidConfigError, OffsetOutOfRangeError, StorageError
 from rill.node.log import cleaner
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
@@ -384,12 +385,12 @@ def test_cleanup_compacts_one_log_per_call_the_dirtiest_first_and_applies_retent
     for value in (b"1", b"2", b"3"):
         append(deleting, (b"k", value))
     assert partly_dirty.dirty_ratio(clock.now_ms) == pytest.approx(4 / 7)
-    assert manager.cleanup(now_ms=clock.now_ms) == 2  # retention: the delete log only
+    assert asyncio.run(manager.cleanup(now_ms=clock.now_ms)) == 2  # retention: the delete log only
     assert [value for _, _, value in records_of(all_dirty)] == [b"3"]
     assert len(records_of(partly_dirty)) == 8
-    assert manager.compact_dirtiest(now_ms=clock.now_ms) == ("partly", 0)
+    assert asyncio.run(manager.compact_dirtiest(now_ms=clock.now_ms)) == ("partly", 0)
     assert [offset for offset, _, _ in records_of(partly_dirty)] == [1, 2, 3, 4, 5, 6, 7]
-    assert manager.compact_dirtiest(now_ms=clock.now_ms) is None
+    assert asyncio.run(manager.compact_dirtiest(now_ms=clock.now_ms)) is None
 
 
 def test_the_manager_bounds_compaction_by_the_cleanable_end_offset(tmp_path, clock):
@@ -397,7 +398,7 @@ def test_the_manager_bounds_compaction_by_the_cleanable_end_offset(tmp_path, clo
     log = manager.get_or_create("t", 0, LogConfig(compact=True, delete=False, segment_bytes=ONE_BATCH_PER_SEGMENT))
     for value in (b"1", b"2", b"3"):
         append(log, (b"k", value))
-    assert manager.compact_dirtiest(now_ms=0) == ("t", 0)
+    assert asyncio.run(manager.compact_dirtiest(now_ms=0)) == ("t", 0)
     assert len(records_of(log)) == 3
 
 
@@ -408,12 +409,12 @@ def test_a_log_whose_compaction_fails_is_left_out_afterwards(tmp_path, clock, mo
         append(log, (b"k", value))
 
     def fail(*arguments):
-        raise StorageError("broken disk")
+        raise CorruptRecordError("a bad batch")
 
-    monkeypatch.setattr(Log, "compact", fail)
-    assert manager.compact_dirtiest(now_ms=0) is None
+    monkeypatch.setattr(Log, "run_compaction", fail)
+    assert asyncio.run(manager.compact_dirtiest(now_ms=0)) is None
     monkeypatch.undo()
-    assert manager.compact_dirtiest(now_ms=0) is None
+    assert asyncio.run(manager.compact_dirtiest(now_ms=0)) is None
     assert len(records_of(log)) == 2
 
 

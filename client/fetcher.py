@@ -1,0 +1,260 @@
+"""Fetching: requests to partition leaders, the responses buffered per partition, and decoding them to records.
+
+One fetch request per leader broker is kept in flight, for the partitions
+with nothing left undecoded, asking from the offset after what is already
+buffered: the broker reads the next data while the application works.
+A response is decoded, a whole one at a time, with bulk column calls
+(client/batch.py) when ``collect`` needs records; then the next fetch goes
+out.
+
+A partition's buffer belongs to one position: when the consumer's position
+is not where the buffer would continue (a seek, a reset), the buffer is
+dropped and fetching starts again from the position; a response to a
+request sent for a dropped buffer is ignored.
+
+A batch that fails its CRC or does not decode stops its partition, as in
+Kafka: ``collect`` returns the records decoded before it, and from the next
+call raises CorruptRecordError (naming topic, partition and the offset the
+consumer would have returned next) every time, until the application seeks
+elsewhere. Positions never pass it, so neither do commits. Not thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from rill.client import protocol
+from rill.client.batch import check_batch, decode_batch, end_offset
+from rill.client.consumer_config import ConsumerConfig
+from rill.client.errors import CorruptRecordError, OffsetOutOfRangeError, RillError, error_for_code
+from rill.client.metadata import ClusterMetadata
+from rill.client.network import NetworkClient
+from rill.client.subscription_state import SubscriptionState
+from rill.client.types import Record, TopicPartition
+
+log = logging.getLogger(__name__)
+
+MAX_BATCHES_PER_RESPONSE = 1_000_000  # far above what fetch_max_bytes holds
+MAX_RESPONSES_PER_COLLECT = 100_000  # a bound on decode steps, far above what max_poll_records needs
+
+
+class PartitionBuffer:
+    """What was fetched for one partition and not yet returned, continuing from ``position``.
+
+    ``decoded_to`` is the offset after the last decoded record, ``fetch_position`` the offset the next
+    fetch asks for. ``error`` stops the partition: records before it are returned first.
+    """
+
+    __slots__ = ("decoded_to", "error", "fetch_position", "position", "records", "responses")
+
+    def __init__(self, position: int):
+        self.position = position
+        self.decoded_to = position
+        self.fetch_position = position
+        self.responses: deque[bytes] = deque()  # fetched, not decoded yet
+        self.records: deque[Record] = deque()
+        self.error: RillError | None = None
+
+    @property
+    def fetchable(self) -> bool:
+        return not self.responses and self.error is None
+
+    def take(self, count: int) -> list[Record]:
+        records = self.records
+        if count >= len(records):
+            taken = list(records)
+            records.clear()
+        else:
+            taken = [records.popleft() for _ in range(count)]
+        if taken:
+            self.position = taken[-1].offset + 1
+        return taken
+
+    def fail(self, error: RillError) -> None:
+        self.error = error
+        self.responses.clear()
+
+
+def sticky(error: RillError) -> bool:
+    """Errors that stay until the application seeks: a corrupt batch, and a position out of range with
+    auto_offset_reset="error". Others are raised once; the partition is fetched again after."""
+    return isinstance(error, (CorruptRecordError, OffsetOutOfRangeError))
+
+
+class Fetcher:
+    """Fetches the subscription's fetchable partitions and hands out their records in offset order."""
+
+    def __init__(self, network: NetworkClient, metadata: ClusterMetadata, subscriptions: SubscriptionState,
+                 config: ConsumerConfig):
+        self._network = network
+        self._metadata = metadata
+        self._subscriptions = subscriptions
+        self._config = config
+        self._buffers: dict[TopicPartition, PartitionBuffer] = {}
+        self._fetching: set[str] = set()  # leader addresses with a fetch in flight
+        self.metadata_stale = False  # a leader is unknown or moved: the owner refreshes metadata
+
+    def _buffer(self, tp: TopicPartition, position: int) -> PartitionBuffer:
+        """The partition's buffer if it continues from ``position``, else a fresh one there."""
+        buffer = self._buffers.get(tp)
+        if buffer is None or buffer.position != position:
+            buffer = self._buffers[tp] = PartitionBuffer(position)
+        return buffer
+
+    # ---- records ----------------------------------------------------------------------
+
+    def collect(self, max_records: int) -> list[Record]:
+        """Up to ``max_records`` buffered records, moving each partition's position past those returned.
+
+        Raises a partition's error (a corrupt batch, say) only when no record came before it in this call;
+        an error found after some records waits for the next call, so those records are not lost.
+        """
+        self._raise_error_found_earlier()
+        out: list[Record] = []
+        for tp, state in self._subscriptions.fetchable():
+            buffer = self._buffer(tp, state.position)
+            out += self._drain(tp, buffer, max_records - len(out))
+            state.position = buffer.position
+            if buffer.error is not None and not buffer.records:
+                if not out:
+                    self._raise(tp, buffer)
+                break
+            if len(out) >= max_records:
+                break
+        return out
+
+    def _raise_error_found_earlier(self) -> None:
+        for tp, state in self._subscriptions.fetchable():
+            buffer = self._buffers.get(tp)
+            if buffer is not None and buffer.position == state.position and buffer.error is not None \
+                    and not buffer.records:
+                self._raise(tp, buffer)
+
+    def _raise(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
+        if not sticky(buffer.error):
+            del self._buffers[tp]
+        raise buffer.error
+
+    def _drain(self, tp: TopicPartition, buffer: PartitionBuffer, budget: int) -> list[Record]:
+        taken: list[Record] = []
+        for _ in range(MAX_RESPONSES_PER_COLLECT):
+            if len(taken) >= budget:
+                break
+            if buffer.records:
+                taken += buffer.take(budget - len(taken))
+            elif buffer.responses and buffer.error is None:
+                self._decode_next_response(tp, buffer)
+            else:
+                break
+        return taken
+
+    def _decode_next_response(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
+        """Decode the oldest buffered response into ``buffer.records`` (its records at or after decoded_to),
+        all of it at once, so that the next fetch can go out while the application works through them.
+        At a bad batch the records before it are kept and the partition fails."""
+        data = buffer.responses.popleft()
+        records: list[Record] = []
+        read_bytes = 0
+        try:
+            for _ in range(MAX_BATCHES_PER_RESPONSE):
+                if read_bytes >= len(data):
+                    break
+                header = check_batch(data, read_bytes, self._config.check_crcs)
+                if header.next_offset > buffer.decoded_to:
+                    records += decode_batch(data, tp.topic, tp.partition, read_bytes, check_crc=False)
+                read_bytes += header.size
+        except CorruptRecordError as error:
+            self._keep(buffer, records)
+            log.error("%s-%d: corrupt batch at offset %d: %s", tp.topic, tp.partition, buffer.decoded_to, error)
+            buffer.fail(CorruptRecordError(
+                f"{tp.topic}-{tp.partition}: the record batch holding offset {buffer.decoded_to} is corrupt "
+                f"({error}); seek past it to read on", tp.topic, tp.partition, buffer.decoded_to))
+            return
+        self._keep(buffer, records)
+
+    @staticmethod
+    def _keep(buffer: PartitionBuffer, records: list[Record]) -> None:
+        if records and records[0].offset < buffer.decoded_to:
+            records = [record for record in records if record.offset >= buffer.decoded_to]
+        if records:
+            buffer.records.extend(records)
+            buffer.decoded_to = records[-1].offset + 1
+
+    # ---- fetch requests -------------------------------------------------------------------
+
+    def send_fetches(self) -> None:
+        """One fetch per leader broker not already fetching, for partitions with nothing left to decode."""
+        self._forget_unassigned()
+        by_address: dict[str, list[tuple[TopicPartition, PartitionBuffer]]] = {}
+        for tp, state in self._subscriptions.fetchable():
+            buffer = self._buffer(tp, state.position)
+            if not buffer.fetchable:
+                continue
+            address = self._metadata.leader_address(tp.topic, tp.partition)
+            if address is None:
+                self.metadata_stale = True
+            elif address not in self._fetching:
+                by_address.setdefault(address, []).append((tp, buffer))
+        for address, partitions in by_address.items():
+            self._send_fetch(address, partitions)
+
+    def _forget_unassigned(self) -> None:
+        for tp in [tp for tp in self._buffers if tp not in self._subscriptions]:
+            del self._buffers[tp]
+
+    def _send_fetch(self, address: str, partitions: list[tuple[TopicPartition, PartitionBuffer]]) -> None:
+        config = self._config
+        topics: dict[str, list[protocol.PartitionFetch]] = {}
+        asked: dict[TopicPartition, tuple[PartitionBuffer, int]] = {}
+        for tp, buffer in partitions:
+            topics.setdefault(tp.topic, []).append(
+                protocol.PartitionFetch(tp.partition, buffer.fetch_position, config.max_partition_fetch_bytes))
+            asked[tp] = (buffer, buffer.fetch_position)
+        request = protocol.FetchRequest(config.fetch_max_wait_ms, config.fetch_min_bytes, config.fetch_max_bytes,
+                                        [protocol.TopicFetch(topic, parts) for topic, parts in topics.items()])
+
+        def on_response(response: protocol.FetchResponse | None, error: RillError | None) -> None:
+            self._fetching.discard(address)
+            if error is not None:
+                self.metadata_stale = True
+                return
+            self._on_fetch(response, asked)
+
+        if self._network.send(address, protocol.FETCH, request, on_response,
+                              config.request_timeout_ms + config.fetch_max_wait_ms):
+            self._fetching.add(address)
+        else:
+            self.metadata_stale = True
+
+    def _on_fetch(self, response: protocol.FetchResponse,
+                  asked: dict[TopicPartition, tuple[PartitionBuffer, int]]) -> None:
+        """Buffer each partition's records; errors are kept for collect to raise (a network callback must
+        not raise: it runs inside whatever call is waiting on the network)."""
+        for topic in response.topics:
+            for answer in topic.partitions:
+                tp = TopicPartition(topic.topic, answer.partition)
+                buffer, fetch_position = asked.get(tp, (None, None))
+                if buffer is None or self._buffers.get(tp) is not buffer or buffer.fetch_position != fetch_position \
+                        or tp not in self._subscriptions:
+                    continue  # unassigned or sought elsewhere since the request left
+                if answer.error_code:
+                    self._on_partition_error(tp, buffer, error_for_code(answer.error_code, answer.error_message))
+                elif answer.records:
+                    self._add_response(buffer, answer.records)
+
+    def _add_response(self, buffer: PartitionBuffer, data: bytes) -> None:
+        buffer.responses.append(data)
+        try:
+            buffer.fetch_position = end_offset(data)
+        except CorruptRecordError:
+            pass  # decoding stops at the bad batch and fails the partition; no fetch goes out before that
+
+    def _on_partition_error(self, tp: TopicPartition, buffer: PartitionBuffer, error: RillError) -> None:
+        if isinstance(error, OffsetOutOfRangeError) and not self._config.raises_without_offset:
+            self._subscriptions.seek(tp, None)  # reset per auto_offset_reset before the next fetch
+            del self._buffers[tp]
+        elif error.retriable:
+            self.metadata_stale = True
+        else:
+            buffer.fail(error)

@@ -44,7 +44,7 @@ MIN_REQUEST_BYTES = 1024
 # Intervals and timeouts that must be positive (an interval of 0 would spin the broker's loop).
 POSITIVE_MS_SETTINGS = ("retention_check_interval_ms", "flush_check_interval_ms", "heartbeat_interval_ms",
                         "session_timeout_ms", "replica_lag_time_max_ms")
-# Limits on what clients can make a broker hold (issue 8): each at least 1.
+# Limits on what clients can make a broker hold: each at least 1.
 POSITIVE_LIMITS = ("max_parked_requests_per_connection", "max_parked_requests", "max_pending_acks_per_partition",
                    "max_fetch_wait_ms", "max_produce_timeout_ms", "fetch_max_bytes", "max_groups", "group_max_size",
                    "offset_metadata_max_bytes", "max_subscription_pattern_length")
@@ -79,7 +79,7 @@ class NodeConfig:
     auto_leader_rebalance: bool = True
     max_request_bytes: int = 104_857_600
     offsets_topic_segment_bytes: int = 16_777_216  # Kafka's offsets.topic.segment.bytes (there 100 MiB)
-    # Bounds on what clients can make the broker hold (issue 8); more is refused with a typed error.
+    # Bounds on what clients can make the broker hold; more is refused with a typed error.
     max_parked_requests_per_connection: int = 100  # requests waiting for an answer (long polls, acks=all, ...)
     max_parked_requests: int = 10_000  # the same, over all client connections
     max_pending_acks_per_partition: int = 10_000  # unconfirmed acks=all writes to one partition

@@ -6,7 +6,7 @@ leader, a reader per connection to another broker, and the periodic duties
 (controller tick, ISR check, group expiry, retention, flush). An asyncio
 task that ends by an exception nobody awaits vanishes without a word, and
 the process lives on deaf: alive, answering nobody, fenced by the
-controller (issue 8). So each of them is started through a
+controller. So each of them is started through a
 ``TaskSupervisor``. When one ends in a way it must not (an exception, or a
 return from a task meant to run until cancelled), the supervisor logs a
 CRITICAL line with the traceback and calls ``on_failure``, which stops the

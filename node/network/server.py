@@ -11,7 +11,7 @@ A frame that does not decode gets an InvalidRequest error response (with
 correlation id -1 when even that could not be read) and the server goes on:
 any bytes from a peer, whatever exception decoding them raises (msgspec's
 errors, UnicodeDecodeError for a string that is not UTF-8, ...), end in
-an error response, never in an exception out of ``serve`` (issue 8: one
+an error response, never in an exception out of ``serve`` (one
 such frame used to end the serve loop and leave the broker deaf).
 
 Bounds: ZeroMQ queues at most ``QUEUE_MESSAGES_MAX`` messages per

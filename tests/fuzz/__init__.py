@@ -1,4 +1,4 @@
-"""Property-based fuzzing of one real broker over its wire protocol (issue 8, item 16).
+"""Property-based fuzzing of one real broker over its wire protocol.
 
 Every request type gets structurally valid envelopes with random field
 values, and every frame kind gets random bytes, truncations, bit flips,

@@ -1,4 +1,4 @@
-"""Every queue and table a client can grow in a broker has a limit (issue 8), against one real broker whose
+"""Every queue and table a client can grow in a broker has a limit, against one real broker whose
 limits are set low: a flood past each limit gets its typed error, another client is served meanwhile, and
 (for parked requests) the broker's memory stays bounded.
 

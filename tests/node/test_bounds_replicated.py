@@ -1,4 +1,4 @@
-"""Produce-side limits (issue 8) against a leader whose follower never confirms: a 2-broker cluster with the
+"""Produce-side limits against a leader whose follower never confirms: a 2-broker cluster with the
 follower stopped (SIGSTOP). Raft has no majority then, so nothing shrinks the ISR and every acks=all produce
 parks at the leader until its timeout, which the broker caps (max_produce_timeout_ms). Floods of such
 produces past max_parked_requests_per_connection, max_parked_requests and max_pending_acks_per_partition get

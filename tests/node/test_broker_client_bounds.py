@@ -1,5 +1,5 @@
 """A broker's connections to other brokers (node/network/broker_client.py) are bounded and do not die of bad
-bytes (issue 8): its queue to a peer that stops reading is bounded (SNDHWM), a peer's oversized message drops
+bytes: its queue to a peer that stops reading is bounded (SNDHWM), a peer's oversized message drops
 the connection rather than filling memory (MAXMSGSIZE), and garbage answers leave the reader running.
 
 A real broker cannot be pointed at a misbehaving peer (its peers are Raft members it needs), so these tests

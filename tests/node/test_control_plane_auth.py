@@ -1,4 +1,4 @@
-"""Only brokers holding the cluster secret reach the control plane (issue 8, items 14 and 15).
+"""Only brokers holding the cluster secret reach the control plane.
 
 - Raft port: pysyncobj unpickles what it receives. A pickle that creates a
   file, framed exactly as pysyncobj frames messages, is run by a plain

@@ -1,7 +1,7 @@
-"""A broker never goes deaf (issue 8): a burst of garbage leaves it serving, and a long-running task that dies
+"""A broker never goes deaf: a burst of garbage leaves it serving, and a long-running task that dies
 takes the process down with a CRITICAL line and a non-zero exit code instead of leaving a zombie.
 
-The burst is the issue's: 3,000 multi-frame ZeroMQ messages (1 to 8 frames of random bytes, a few frames of
+The burst is the one that once left a broker deaf: 3,000 multi-frame ZeroMQ messages (1 to 8 frames of random bytes, a few frames of
 up to 4 MiB), seeded, mixed with frames shaped like requests whose strings are not UTF-8 (msgspec raises
 UnicodeDecodeError for those, which used to end the serve loop).
 """
@@ -30,7 +30,7 @@ SEED = 20_240_808
 MESSAGES = 3_000
 LARGE_FRAME_EVERY = 300  # messages; such a message carries one frame of 1 to 4 MiB
 LARGE_FRAME_BYTES_MAX = 4 * 1024 * 1024
-SESSION_TIMEOUT_MS = 1_000  # the issue's: the deaf broker was fenced after 1 s without a heartbeat
+SESSION_TIMEOUT_MS = 1_000  # as when the deaf broker was fenced after 1 s without a heartbeat
 HERE = Path(__file__).parent
 
 
@@ -72,7 +72,7 @@ def garbage_messages(rng: random.Random):
 
 @pytest.fixture
 def burst_broker(tmp_path: Path):
-    """A broker of its own (the burst may break it), fenced 1 s after its last heartbeat, as in the issue;
+    """A broker of its own (the burst may break it), fenced 1 s after its last heartbeat, as when it was found;
     a controlled shutdown would wait long for a deaf node."""
     broker = BrokerProcess(tmp_path / "broker", settings={
         "session_timeout_ms": SESSION_TIMEOUT_MS, "heartbeat_interval_ms": 200,

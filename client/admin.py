@@ -60,6 +60,7 @@ from rill.client.types import (
 from rill.client.zmq_flavor import new_context
 
 RETRY_BACKOFF_S = 0.1
+METADATA_POLL_S = 0.01
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_MEMBER_ID, NO_MEMBER_EPOCH = "", -1  # an offset commit from outside the group (only while it has no members)
@@ -100,11 +101,31 @@ class Admin:
         body = protocol.CreateTopicRequest(name, partitions, replication_factor, _topic_config(config),
                                            self._timeout_ms)
         _raise_for(self._controller_request(protocol.CREATE_TOPIC, body))
+        self._wait_until_every_broker_sees(name, exists=True)
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its data; raises UnknownTopicError if there is none."""
         check_type("name", name, str)
         _raise_for(self._controller_request(protocol.DELETE_TOPIC, protocol.DeleteTopicRequest(name, self._timeout_ms)))
+        self._wait_until_every_broker_sees(name, exists=False)
+
+    def _wait_until_every_broker_sees(self, name: str, exists: bool) -> None:
+        """Return once every live broker's metadata shows the change the controller committed, so that the
+        next call, whichever broker it asks, sees it (brokers apply Raft entries a moment after the commit).
+        Bounded by the request timeout; a broker that does not answer is not waited for."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        with self._lock:
+            for address in list(self._metadata.brokers.values()):
+                while time.monotonic() < deadline:
+                    try:
+                        response = self._network.request(
+                            address, protocol.METADATA, protocol.MetadataRequest([name]), attempt_ms(deadline),
+                            connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
+                    except RillError:
+                        break
+                    if (response.topics[0].error_code == 0) == exists:
+                        break
+                    time.sleep(METADATA_POLL_S)
 
     def list_topics(self) -> list[str]:
         """Names of every topic, sorted."""

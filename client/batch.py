@@ -287,15 +287,70 @@ def patched_prefix(base_offset: int, batch_length: int, leader_epoch: int) -> by
     return PATCH.pack(base_offset, batch_length, leader_epoch)
 
 
+def _uncompressed(header: BatchHeader, body: memoryview) -> memoryview:
+    """The batch's payload as the producer encoded it, inflated if it is LZ4 (at most MAX_PAYLOAD_BYTES)."""
+    if header.compression != COMPRESSION_LZ4:
+        return body
+    if len(body) < 4 or LZ4_SIZE.unpack_from(body)[0] > MAX_PAYLOAD_BYTES:
+        raise CorruptRecordError(f"LZ4 payload claims more than {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        return memoryview(lz4.block.decompress(body))
+    except lz4.block.LZ4BlockError as error:
+        raise CorruptRecordError(f"LZ4 payload does not decompress: {error}") from None
+
+
+def check_payload(header: BatchHeader, body: memoryview) -> None:
+    """Check that a payload holds exactly ``record_count`` records, column by column; CorruptRecordError if not.
+
+    What a broker runs before it appends a producer's batch (as Kafka validates
+    records on the leader), so that a batch whose CRC is right but whose
+    payload is garbage, or whose record count its payload does not hold, is
+    refused instead of stored for consumers to trip on. It reads only the
+    length columns, with bulk calls: no record is cut out or built.
+    """
+    body = _uncompressed(header, body)
+    count = header.record_count
+    if len(body) < 1:
+        raise CorruptRecordError("batch payload is empty")
+    flags = body[0]
+    if flags & ~(FLAG_KEYS | FLAG_HEADERS):
+        raise CorruptRecordError(f"batch payload has unknown flags {flags:#x}")
+    position = 1
+    column_bytes = 0
+    if flags & FLAG_KEYS:
+        key_lengths, position = _read_array("i", body, position, count)
+        column_bytes += _column_bytes(key_lengths)
+    value_lengths, position = _read_array("i", body, position, count)
+    position += 8 * count + column_bytes + _column_bytes(value_lengths)  # timestamp deltas, keys, values
+    if flags & FLAG_HEADERS:
+        counts, position = _read_array("i", body, position, count)
+        if min(counts, default=0) < 0:
+            raise CorruptRecordError("batch has a negative header count")
+        total = sum(counts)
+        name_lengths, position = _read_array("i", body, position, total)
+        if min(name_lengths, default=0) < 0:
+            raise CorruptRecordError("batch has a header without a name")
+        header_value_lengths, position = _read_array("i", body, position, total)
+        names_end = position + sum(name_lengths)
+        try:
+            str(body[position:names_end], "utf-8")  # all names at once; one split inside a character slips by
+        except UnicodeDecodeError:
+            raise CorruptRecordError("batch has a header name that is not UTF-8") from None
+        position = names_end + _column_bytes(header_value_lengths)
+    if position != len(body):
+        raise CorruptRecordError(f"batch payload holds {len(body)} bytes, its {count} records' columns {position}")
+
+
+def _column_bytes(lengths: array) -> int:
+    """Bytes of a concatenated column whose lengths are ``lengths`` (-1: a null item, no bytes)."""
+    if min(lengths, default=0) < -1:
+        raise CorruptRecordError("batch has a negative length")
+    return sum(lengths) + lengths.count(-1)
+
+
 def decode_payload(header: BatchHeader, body: memoryview) -> tuple:
     """Columns of one batch: (keys, values, timestamps, headers), each a list of length n."""
-    if header.compression == COMPRESSION_LZ4:
-        if len(body) < 4 or LZ4_SIZE.unpack_from(body)[0] > MAX_PAYLOAD_BYTES:
-            raise CorruptRecordError(f"LZ4 payload claims more than {MAX_PAYLOAD_BYTES} bytes")
-        try:
-            body = memoryview(lz4.block.decompress(body))
-        except lz4.block.LZ4BlockError as error:
-            raise CorruptRecordError(f"LZ4 payload does not decompress: {error}") from None
+    body = _uncompressed(header, body)
     count = header.record_count
     if len(body) < 1:
         raise CorruptRecordError("batch payload is empty")
@@ -321,11 +376,8 @@ def decode_payload(header: BatchHeader, body: memoryview) -> tuple:
 
 def _split(body: memoryview, start: int, lengths: array) -> tuple[list, int]:
     """Cut a concatenated column into bytes objects (None where the length is -1)."""
-    if min(lengths, default=0) < -1:
-        raise CorruptRecordError("batch has a negative length")
+    end = start + _column_bytes(lengths)
     nulls = lengths.count(-1)
-    total = sum(lengths) + nulls
-    end = start + total
     if end > len(body):
         raise CorruptRecordError("batch column lengths exceed the payload")
     column = bytes(body[start:end])

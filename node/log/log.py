@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from rill.client.batch import PATCH, BatchHeader, iter_batches, patched_prefix
+from rill.client.batch import HEADER_SIZE, PATCH, BatchHeader, check_payload, iter_batches, patched_prefix
 from rill.client.errors import (
     CorruptRecordError,
     FencedLeaderEpochError,
@@ -176,10 +176,14 @@ class Log:
         """Append a producer's batches as leader: validate all, then assign offsets and stamp the epoch.
 
         Raises CorruptRecordError or RecordTooLargeError (nothing written)
-        when any batch is bad, FencedLeaderEpochError when ``leader_epoch``
-        is older than the latest epoch in the log.
+        when any batch is bad (its header, CRC, or a payload that does not hold
+        its record count: check_payload), FencedLeaderEpochError when
+        ``leader_epoch`` is older than the latest epoch in the log.
         """
         batches = list(iter_batches(records, self.config.max_message_bytes))
+        view = memoryview(records)
+        for position, header in batches:
+            check_payload(header, view[position + HEADER_SIZE : position + header.size])
         latest_epoch = self.latest_epoch
         if latest_epoch is not None and leader_epoch < latest_epoch:
             raise FencedLeaderEpochError(f"leader epoch {leader_epoch} is older than {latest_epoch}")

@@ -1,9 +1,11 @@
 """A corrupt batch in a partition: the consumer returns what comes before it, then stops there, as Kafka's does.
 
-Against real brokers. A batch whose CRC is right but whose payload is
-garbage goes in through a raw produce request (the broker checks CRCs, not
-payloads); a batch whose CRC is wrong is made by flipping a byte in a
-stopped broker's segment file. Either way ``poll`` returns every record
+Against real brokers. A producer cannot store such a batch (the broker
+checks the CRC and that the payload holds its record count), so the bad
+batch is made on disk, in a stopped broker's segment file, as a failing
+disk or a bug would make it: a batch whose payload is replaced by garbage
+with its CRC made right again, or one with a byte flipped (its CRC then
+fails). Either way ``poll`` returns every record
 before the bad batch, then raises CorruptRecordError naming topic,
 partition and offset on every poll until the application seeks past it;
 no commit, automatic or by hand, passes it.
@@ -27,6 +29,7 @@ from rill.client.batch import (
     CRC_START,
     HEADER_SIZE,
     check_batch,
+    check_payload,
     decode_batch,
     encode_batch,
     encode_payload,
@@ -42,6 +45,8 @@ BAD_OFFSET = GOOD_BEFORE
 AFTER_BAD = GOOD_BEFORE + BAD_RECORDS
 END = AFTER_BAD + GOOD_AFTER
 CRC_AT = 17  # the header's crc field: after base_offset i64, batch_length i32, leader_epoch i32, magic i8
+LAST_OFFSET_DELTA_AT = 23  # after the crc u32 and the attributes i16
+RECORD_COUNT_AT = 57  # the header's last field
 
 
 def with_payload(batch: bytes, payload: bytes) -> bytes:
@@ -52,29 +57,53 @@ def with_payload(batch: bytes, payload: bytes) -> bytes:
     return bytes(patched)
 
 
+def bad_records_batch() -> bytes:
+    """The BAD_RECORDS records that become the bad batch on disk."""
+    return encode_batch([b"bad-%d" % n for n in range(BAD_RECORDS)], timestamps=[int(time.time() * 1000)] * BAD_RECORDS)
+
+
 def garbage_batch() -> bytes:
     """A batch of BAD_RECORDS records whose CRC is right and whose payload does not decode."""
-    batch = encode_batch([b"bad-%d" % n for n in range(BAD_RECORDS)], timestamps=[int(time.time() * 1000)] * BAD_RECORDS)
+    batch = bad_records_batch()
     garbage = with_payload(batch, random.Random(8).randbytes(len(batch) - HEADER_SIZE))
-    check_batch(garbage)  # the broker takes it: the CRC is right
+    check_batch(garbage)  # the CRC is right
     with pytest.raises(CorruptRecordError):
         decode_batch(garbage, "t", 0)
     return garbage
 
 
-def produce_raw(bootstrap: str, topic: str, batch: bytes) -> int:
-    """Send one batch as it is, the way a producer would; returns its base offset."""
+def write_partition_with_garbage_on_disk(broker, topic: str) -> None:
+    """write_partition, then (broker stopped) the batch at BAD_OFFSET becomes garbage with a right CRC."""
+    write_partition(broker.bootstrap, topic, bad_records_batch())
+    broker.stop()  # a clean shutdown: on start the broker trusts its segments, so the garbage stays
+    rewrite_batch(broker.partition_dir(topic, 0), BAD_OFFSET,
+                  lambda batch: with_payload(batch, random.Random(8).randbytes(len(batch) - HEADER_SIZE)))
+    broker.start()
+
+
+def produce_answer(bootstrap: str, topic: str, batch: bytes) -> protocol.PartitionProduceResponse:
+    """Send one batch as it is, the way a producer would; the broker's answer for its partition."""
     context = zmq.Context()
     network = NetworkClient(context, "corrupt-batch-test")
     try:
         request = protocol.ProduceRequest(-1, 10_000, [
             protocol.TopicProduceData(topic, [protocol.PartitionProduceData(0, batch)])])
-        answer = network.request(bootstrap, protocol.PRODUCE, request, 10_000).topics[0].partitions[0]
+        return network.request(bootstrap, protocol.PRODUCE, request, 10_000).topics[0].partitions[0]
     finally:
         network.close()
         context.term()
+
+
+def produce_raw(bootstrap: str, topic: str, batch: bytes) -> int:
+    """Send one batch as it is; its base offset."""
+    answer = produce_answer(bootstrap, topic, batch)
     assert answer.error_code == 0, answer
     return answer.base_offset
+
+
+def produce_error(bootstrap: str, topic: str, batch: bytes) -> int:
+    """Send one batch as it is; the error code the broker answers."""
+    return produce_answer(bootstrap, topic, batch).error_code
 
 
 def produce_good(bootstrap: str, topic: str, first: int, count: int) -> None:
@@ -121,11 +150,28 @@ def read_rest(consumer: Consumer, expected: int) -> list:
     return records
 
 
-def test_garbage_payload_with_a_right_crc(admin, shared_broker, topic_name):
+def test_the_broker_refuses_a_payload_that_does_not_hold_its_records(admin, shared_broker, topic_name):
+    """A right CRC over garbage, or a record count the payload does not hold, is refused at produce:
+    nothing is stored, and no offsets are used up (a count of 2**31-1 would take that many)."""
     admin.create_topic(topic_name, partitions=1)
-    write_partition(shared_broker.bootstrap, topic_name, garbage_batch())
+    produce_good(shared_broker.bootstrap, topic_name, 0, GOOD_BEFORE)
+    one_record = encode_batch([b"v"])
+    inflated = bytearray(one_record)
+    struct.pack_into(">i", inflated, LAST_OFFSET_DELTA_AT, 2**31 - 2)
+    struct.pack_into(">i", inflated, RECORD_COUNT_AT, 2**31 - 1)
+    for bad in (garbage_batch(), with_payload(bytes(inflated), one_record[HEADER_SIZE:])):
+        assert produce_error(shared_broker.bootstrap, topic_name, bad) == CorruptRecordError.code
     tp = TopicPartition(topic_name, 0)
-    with Consumer(shared_broker.bootstrap, group_id=topic_name, topics=[topic_name], auto_offset_reset="earliest",
+    with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest") as consumer:
+        assert consumer.end_offsets([tp]) == {tp: GOOD_BEFORE}, "nothing of the bad batches was stored"
+
+
+def test_garbage_payload_with_a_right_crc(broker, topic_name):
+    with Admin(broker.bootstrap, request_timeout_ms=10_000) as admin:
+        admin.create_topic(topic_name, partitions=1)
+    write_partition_with_garbage_on_disk(broker, topic_name)
+    tp = TopicPartition(topic_name, 0)
+    with Consumer(broker.bootstrap, group_id=topic_name, topics=[topic_name], auto_offset_reset="earliest",
                   auto_commit_interval_ms=50, max_poll_records=30, heartbeat_interval_ms=200) as consumer:
         records, error = read_until_corrupt(consumer)
         assert [record.offset for record in records] == list(range(GOOD_BEFORE))
@@ -151,14 +197,15 @@ def test_garbage_payload_with_a_right_crc(admin, shared_broker, topic_name):
         assert consumer.committed([tp]) == {tp: END}
 
 
-def test_pausing_the_bad_partition_lets_the_others_be_read(admin, shared_broker, topic_name):
-    admin.create_topic(topic_name, partitions=2)
-    write_partition(shared_broker.bootstrap, topic_name, garbage_batch())
-    with Producer(shared_broker.bootstrap) as producer:
+def test_pausing_the_bad_partition_lets_the_others_be_read(broker, topic_name):
+    with Admin(broker.bootstrap, request_timeout_ms=10_000) as admin:
+        admin.create_topic(topic_name, partitions=2)
+    with Producer(broker.bootstrap) as producer:
         for number in range(20):
             producer.send(topic_name, b"other-%d" % number, partition=1)
+    write_partition_with_garbage_on_disk(broker, topic_name)
     bad, other = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
-    with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest") as consumer:
+    with Consumer(broker.bootstrap, auto_offset_reset="earliest") as consumer:
         consumer.assign([bad, other])
         records, error = read_until_corrupt(consumer)
         assert [r.offset for r in records if r.partition == 0] == list(range(GOOD_BEFORE))
@@ -194,13 +241,24 @@ def test_crc_mismatch_in_the_log(broker, topic_name):
 
 def flip_payload_byte(partition_dir, base_offset: int) -> None:
     """Invert one payload byte of the batch at ``base_offset`` in the partition's segment files."""
+
+    def flip(batch: bytes) -> bytes:
+        flipped = bytearray(batch)
+        flipped[HEADER_SIZE + 2] ^= 0xFF
+        return bytes(flipped)
+
+    rewrite_batch(partition_dir, base_offset, flip)
+
+
+def rewrite_batch(partition_dir, base_offset: int, change) -> None:
+    """Replace the batch at ``base_offset`` in the partition's segment files by ``change(batch)``, as long."""
     for segment in sorted(partition_dir.glob("*.log")):
         data = bytearray(segment.read_bytes())
         position = 0
         while position < len(data):
             header = read_header(data, position)
             if header.base_offset == base_offset:
-                data[position + HEADER_SIZE + 2] ^= 0xFF
+                data[position:position + header.size] = change(bytes(data[position:position + header.size]))
                 segment.write_bytes(bytes(data))
                 return
             position += header.size
@@ -230,6 +288,23 @@ def damaged_payloads(draw) -> tuple[bytes, int]:
     for _ in range(draw(st.integers(0, 4))):
         payload[draw(st.integers(0, len(payload) - 1))] = draw(st.integers(0, 255))
     return bytes(payload[:draw(st.integers(0, len(payload)))]), count
+
+
+@given(damaged=damaged_payloads(), lz4=st.booleans())
+def test_a_payload_the_broker_accepts_decodes(damaged, lz4):
+    """check_payload (the broker's, at produce) passes only payloads that decode to their record count;
+    only a header name that is not UTF-8 is left for the consumer to find."""
+    payload, records = damaged
+    batch = forged_batch(payload, records, 3 if lz4 else 0)
+    header = check_batch(batch)
+    try:
+        check_payload(header, memoryview(batch)[HEADER_SIZE:])
+    except CorruptRecordError:
+        return
+    try:
+        assert len(decode_batch(batch, "t", 0)) == records
+    except CorruptRecordError as error:
+        assert "UTF-8" in str(error), error
 
 
 @given(damaged=damaged_payloads(), lz4=st.booleans())

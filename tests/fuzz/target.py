@@ -68,7 +68,7 @@ class FuzzTarget:
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> "FuzzTarget":
+    def start(self) -> FuzzTarget:
         """Start the broker, store the known data, and keep what it reads back as."""
         self.broker.start()
         self._probe = WireProbe(self._context, self.broker.bootstrap)

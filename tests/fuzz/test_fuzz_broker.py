@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 from rill.client import protocol
-from rill.client.batch import read_header
-from rill.client.errors import error_for_code
+from rill.client.batch import decode_batch, iter_batches, read_header
+from rill.client.errors import CorruptRecordError, error_for_code
 
 from fuzz.budget import examples_each
 from fuzz.strategies import (
@@ -114,13 +114,21 @@ def without_assigned_fields(buffer: bytes) -> bytes:
 @given(message=produce_to_stored_partitions())
 def test_damaged_batches_are_refused_or_read_back_verbatim(target: FuzzTarget, message: list[bytes]):
     """Batches with a right or wrong CRC over garbage, wrong lengths, absurd counts and offsets: what
-    the broker accepts, a consumer's fetch returns byte for byte (but for the offset and epoch it assigns)."""
+    the broker accepts decodes into its record count (so a consumer can read it), and a consumer's fetch
+    returns it byte for byte (but for the offset and epoch it assigns)."""
     answer = run_case(target, message)
     if answer is None or answer.error_code or answer.body.topics[0].partitions[0].error_code:
         return
     base_offset = answer.body.topics[0].partitions[0].base_offset
     sent = protocol.decode_request_body(protocol.PRODUCE.key, protocol.decode_request_envelope(message[0]).body)
     sent = sent.topics[0].partitions[0]
+    for position, header in iter_batches(sent.records):
+        try:
+            decoded = decode_batch(sent.records, STORED_TOPIC, sent.partition, position)
+        except CorruptRecordError as error:  # a header name cut inside a character: the consumer's to find
+            assert "UTF-8" in str(error), error
+            continue
+        assert len(decoded) == header.record_count, "an accepted batch holds its record count"
     stored = target.read_partition(sent.partition, base_offset)[:len(sent.records)]
     assert without_assigned_fields(stored) == without_assigned_fields(sent.records), (
         f"{STORED_TOPIC}-{sent.partition} at offset {base_offset} holds other bytes than were accepted")

@@ -138,7 +138,7 @@ class WireProbe:
     def close(self) -> None:
         self._socket.close(linger=0)
 
-    def __enter__(self) -> "WireProbe":
+    def __enter__(self) -> WireProbe:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -66,9 +66,12 @@ down: $(VENV)
 test: $(VENV)
 	HYPOTHESIS_PROFILE=default $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# Fuzzes a real broker over its wire protocol (tests/fuzz): FUZZ_CASES random cases in all, no test timeout.
+# Fuzzes a real broker over its wire protocol (tests/fuzz): FUZZ_CASES random cases in all, no test timeout;
+# then the client API's property tests (wrong types and values for every public method) at the fuzz profile.
+CLIENT_FUZZ := tests/client/test_api_fuzz.py tests/client/test_consumer_bad_input.py tests/client/test_consumer_corrupt_batch.py
 fuzz: $(VENV)
 	HYPOTHESIS_PROFILE=fuzz FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider --timeout=0 $(CLIENT_FUZZ) $(PYTEST_ARGS)
 
 bench: $(VENV)
 	$(BIN)/python loadtest/bench.py

@@ -22,7 +22,7 @@ results, and stops the brokers by pid. Run with ``make bench`` (or
 After each run it asks every broker for its event-loop lag (NodeStatus: how
 late the broker's asyncio loop ran what was due, p50/p99/max over the last
 minute) and prints those in a second table: heartbeats (200 ms) and the
-session timeout (1 s) share that loop with request handling.
+session timeout (3 s) share that loop with request handling.
 """
 
 from __future__ import annotations

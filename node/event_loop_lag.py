@@ -1,6 +1,6 @@
 """How late the broker's event loop runs what is due: a task that sleeps and measures its oversleep.
 
-Heartbeats (every 200 ms) and the session timeout (1 s) share the loop
+Heartbeats (every 200 ms) and the session timeout (3 s) share the loop
 with request handling; a blocking call on the loop delays all of them. The
 monitor sleeps ``interval_ms`` over and over and records how much later than
 asked it woke (the lag), keeping the last ``window_s`` of samples (a bounded

@@ -138,16 +138,35 @@ def check_ports(layout: ClusterLayout) -> ClusterLayout:
     return layout
 
 
+# Ports picked for listening lie below Linux's default ephemeral range (32768-60999): a port in it can be
+# taken at any moment as the source port of an outgoing connection, and a connection to a port in it that
+# nobody listens on yet can connect to itself (TCP simultaneous open), so a restarting broker would find
+# its port taken by its own peers' reconnect attempts.
+FREE_PORT_RANGE = (20_000, 32_000)
+
+
 def free_base_port(node_count: int, attempts: int = 200) -> int:
-    """A base port whose client, Raft and HTTP ports are all free for ``node_count`` nodes right now."""
+    """A base port whose client, Raft, HTTP and inter-broker ports are all free for ``node_count`` nodes now."""
     for _ in range(attempts):
-        base_port = random.randint(20_000, 40_000)
+        base_port = random.randint(FREE_PORT_RANGE[0], FREE_PORT_RANGE[1] - INTERNAL_PORT_OFFSET - node_count)
         ports = [base_port + offset + index
                  for offset in (0, RAFT_PORT_OFFSET, HTTP_PORT_OFFSET, INTERNAL_PORT_OFFSET)
                  for index in range(node_count)]
         if all(_port_is_free(port) for port in ports):
             return base_port
     raise ClusterError(f"no free base port found in {attempts} attempts")
+
+
+def free_ports(count: int, attempts: int = 1_000) -> list[int]:
+    """``count`` distinct ports in FREE_PORT_RANGE that are free right now."""
+    ports: list[int] = []
+    for _ in range(attempts):
+        port = random.randint(*FREE_PORT_RANGE)
+        if port not in ports and _port_is_free(port):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise ClusterError(f"no {count} free ports found in {attempts} attempts")
 
 
 def _port_is_free(port: int) -> bool:

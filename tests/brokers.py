@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from rill.client import Admin, Consumer, Producer, TopicPartition
 from rill.client.batch import read_header
 from rill.client.errors import RillError
 from rill.client.types import PartitionInfo
+from rill.cluster.layout import free_ports  # noqa: F401 - ports below the ephemeral range, for every test
 from rill.node.cluster_secret import generate_secret
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
@@ -37,20 +37,6 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 KILL_TIMEOUT_S = 10.0
 LOCAL_HOST = "127.0.0.1"
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel calls free right now (bound to port 0, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((LOCAL_HOST, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05):

@@ -61,6 +61,7 @@ from rill.client.zmq_flavor import new_context
 
 RETRY_BACKOFF_S = 0.1
 METADATA_POLL_S = 0.01
+METADATA_ATTEMPT_MS = 1_000  # a stalled broker delays a topic create or delete this long at most
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NO_MEMBER_ID, NO_MEMBER_EPOCH = "", -1  # an offset commit from outside the group (only while it has no members)
@@ -112,20 +113,24 @@ class Admin:
     def _wait_until_every_broker_sees(self, name: str, exists: bool) -> None:
         """Return once every live broker's metadata shows the change the controller committed, so that the
         next call, whichever broker it asks, sees it (brokers apply Raft entries a moment after the commit).
-        Bounded by the request timeout; a broker that does not answer is not waited for."""
+        Bounded by the request timeout; a broker that does not answer within METADATA_ATTEMPT_MS is skipped."""
         deadline = time.monotonic() + self._timeout_ms / 1000
         with self._lock:
             for address in list(self._metadata.brokers.values()):
-                while time.monotonic() < deadline:
-                    try:
-                        response = self._network.request(
-                            address, protocol.METADATA, protocol.MetadataRequest([name]), attempt_ms(deadline),
-                            connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
-                    except RillError:
-                        break
-                    if (response.topics[0].error_code == 0) == exists:
-                        break
-                    time.sleep(METADATA_POLL_S)
+                self._wait_for_broker(address, name, exists, deadline)
+
+    def _wait_for_broker(self, address: str, name: str, exists: bool, deadline: float) -> None:
+        request = protocol.MetadataRequest([name])
+        while time.monotonic() < deadline:
+            try:
+                response = self._network.request(address, protocol.METADATA, request,
+                                                 min(attempt_ms(deadline), METADATA_ATTEMPT_MS),
+                                                 connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
+            except RillError:
+                return
+            if (response.topics[0].error_code == 0) == exists:
+                return
+            time.sleep(METADATA_POLL_S)
 
     def list_topics(self) -> list[str]:
         """Names of every topic, sorted."""

@@ -308,6 +308,29 @@ class ClientInternalError(RillError):
     code = -5
 
 
+class SerializationError(RillError):
+    """A key or value could not be serialized (or failed its schema) at ``send``; nothing was sent."""
+
+    code = -6
+
+
+class DeserializationError(RillError):
+    """A record's key or value could not be deserialized; ``topic``, ``partition`` and ``offset`` name it.
+
+    A consumer's poll returns the records before it first, then raises this every poll until the
+    application seeks past it: a record is never skipped silently.
+    """
+
+    code = -7
+
+    def __init__(self, message: str = "", topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None):
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
 _BY_CODE: dict[int, type[RillError]] = {}
 for _cls in list(globals().values()):
     if isinstance(_cls, type) and issubclass(_cls, RillError) and _cls.code >= -1:

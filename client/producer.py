@@ -44,14 +44,16 @@ from rill.client.metadata import ClusterMetadata
 from rill.client.network import parse_bootstrap
 from rill.client.partitioner import StickyPartitioner, partition_for_key
 from rill.client.sender import Sender, SenderConfig
+from rill.client.serialization import SerializerLike, check_serializer
 from rill.client.zmq_flavor import new_context
 
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
 MINIMUMS = {  # of the integer settings; each is at most 2**31-1 (Kafka's int), buffer_memory at most 2**63-1
     "linger_ms": 0, "batch_size": 1, "max_request_size": batch_format.HEADER_SIZE + 1, "buffer_memory": 1,
     "max_block_ms": 0, "delivery_timeout_ms": 1, "request_timeout_ms": 1, "retry_backoff_ms": 0,
-    "max_in_flight_requests_per_connection": 1,
+    "max_in_flight_requests_per_connection": 1, "retry_backoff_max_ms": 0,
 }
+MAX_IN_FLIGHT_IDEMPOTENT = 5  # the broker remembers the last 5 batches per producer and partition
 _instances = itertools.count()
 _wall_clock_s = time.time
 
@@ -73,15 +75,28 @@ class Producer:
         delivery_timeout_ms: int = 120000,
         request_timeout_ms: int = 30000,
         retry_backoff_ms: int = 100,
+        retry_backoff_max_ms: int = 1000,
         max_in_flight_requests_per_connection: int = 5,
+        enable_idempotence: bool = True,
+        key_serializer: SerializerLike | None = None,
+        value_serializer: SerializerLike | None = None,
         client_id: str = "rill-producer",
     ):
         addresses = parse_bootstrap(bootstrap)
         _check_settings(acks, compression, client_id, linger_ms=linger_ms, batch_size=batch_size,
                         max_request_size=max_request_size, buffer_memory=buffer_memory, max_block_ms=max_block_ms,
                         delivery_timeout_ms=delivery_timeout_ms, request_timeout_ms=request_timeout_ms,
-                        retry_backoff_ms=retry_backoff_ms,
+                        retry_backoff_ms=retry_backoff_ms, retry_backoff_max_ms=retry_backoff_max_ms,
                         max_in_flight_requests_per_connection=max_in_flight_requests_per_connection)
+        check_serializer("key_serializer", key_serializer)
+        check_serializer("value_serializer", value_serializer)
+        if not isinstance(enable_idempotence, bool):
+            raise InvalidConfigError(f"enable_idempotence must be True or False, got {enable_idempotence!r:.80}")
+        # Kafka's rule: idempotence is on unless settings it cannot keep its promise with are chosen.
+        idempotent = (enable_idempotence and ACKS[acks] == -1
+                      and max_in_flight_requests_per_connection <= MAX_IN_FLIGHT_IDEMPOTENT)
+        self._key_serializer = key_serializer
+        self._value_serializer = value_serializer
         self._max_request_size = max_request_size
         self._max_block_s = max_block_ms / 1000
         self._closed = False
@@ -95,7 +110,7 @@ class Producer:
         self._sender = Sender(
             SenderConfig(ACKS[acks], batch_format.COMPRESSION_CODECS[compression],
                          max_in_flight_requests_per_connection, max_request_size, request_timeout_ms,
-                         retry_backoff_ms, client_id),
+                         retry_backoff_ms, client_id, retry_backoff_max_ms, idempotent),
             self._accumulator, ClusterMetadata(addresses), self._context, wake_address,
         )
         self._sender.start()
@@ -255,6 +270,9 @@ def _check_settings(acks: object, compression: object, client_id: object, **numb
     config_str("client_id", client_id)
     for name, value in numbers.items():
         config_int(name, value, MINIMUMS[name], MAX_TIMESTAMP_MS if name == "buffer_memory" else MAX_INT32)
+    if numbers["retry_backoff_max_ms"] < numbers["retry_backoff_ms"]:
+        raise InvalidConfigError(f"retry_backoff_max_ms ({numbers['retry_backoff_max_ms']}) must be at least "
+                                 f"retry_backoff_ms ({numbers['retry_backoff_ms']})")
     linger_ms, request_timeout_ms, delivery_timeout_ms = (
         numbers["linger_ms"], numbers["request_timeout_ms"], numbers["delivery_timeout_ms"])
     if delivery_timeout_ms < linger_ms + request_timeout_ms:

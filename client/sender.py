@@ -55,6 +55,8 @@ class SenderConfig:
     request_timeout_ms: int
     retry_backoff_ms: int
     client_id: str
+    retry_backoff_max_ms: int = 1000
+    enable_idempotence: bool = False  # the producer's setting, already off where acks or in-flight forbid it
 
 
 class Sender(threading.Thread):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from rill.client.errors import InvalidConfigError
+
 
 class Serializer:
     """Turns an object into bytes (or None) for one record; may add to ``headers`` (a mutable dict)."""
@@ -43,3 +45,9 @@ class Deserializer:
 
 SerializerLike = Serializer | Callable[[Any], bytes | None]
 DeserializerLike = Deserializer | Callable[[bytes | None], Any]
+
+
+def check_serializer(name: str, value: object) -> None:
+    """InvalidConfigError unless ``value`` is None, a Serializer/Deserializer, or a callable."""
+    if value is not None and not callable(value):
+        raise InvalidConfigError(f"{name} must be a callable or None, got {type(value).__name__}")

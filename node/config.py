@@ -32,6 +32,7 @@ from typing import Any, Mapping, get_type_hints
 
 import msgspec
 from rill.client.errors import InvalidConfigError
+from rill.node.metadata.naming_policy import NamingPolicy
 from rill.node.metadata.topic_config import did_you_mean, setting_text, validate_topic_config
 
 RAFT_PORT_OFFSET = 100
@@ -90,6 +91,7 @@ class NodeConfig:
     group_max_size: int = 1_000  # Kafka's group.max.size: members of one group
     offset_metadata_max_bytes: int = 4_096  # Kafka's offset.metadata.max.bytes
     max_subscription_pattern_length: int = 1_000  # characters of a group member's subscription regex
+    topic_naming_policy: str = ""  # a regex every new topic name must match (naming_policy.py); "" for none
     topic_defaults: dict[str, str] = field(default_factory=dict)
     cluster_secret: str | None = field(default=None, repr=False)  # else the env or data dir: cluster_secret.py
 
@@ -131,6 +133,10 @@ class NodeConfig:
             problems.append(f"offsets_topic_segment_bytes must be at least 1024, got "
                             f"{self.offsets_topic_segment_bytes}")
         problems += self._topic_problems()
+        try:
+            NamingPolicy(self.topic_naming_policy)
+        except InvalidConfigError as error:
+            problems.append(str(error))
         if problems:
             raise InvalidConfigError("; ".join(problems))
         return self

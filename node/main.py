@@ -39,6 +39,7 @@ from rill.node.event_loop_lag import EventLoopLagMonitor
 from rill.node.log.manager import LogManager
 from rill.node.metadata.controller import Controller
 from rill.node.metadata.lifecycle import BrokerLifecycle
+from rill.node.metadata.naming_policy import NamingPolicy
 from rill.node.metadata.state import MetadataState, raft_conf
 from rill.node.metadata.topic_config import log_config
 from rill.node.network.broker_client import BrokerClient
@@ -128,7 +129,8 @@ class Node:
                                  raft_conf(config.node_data_dir, secret.raft_password), consumers=[self.state])
             self.controller = Controller(self._raft, self.state, config.cluster_id, config.topic_defaults,
                                          config.session_timeout_ms, self.client.refused_since,
-                                         config.auto_leader_rebalance)
+                                         config.auto_leader_rebalance,
+                                         naming_policy=NamingPolicy(config.topic_naming_policy))
             self.lifecycle = BrokerLifecycle(config, self.client, self.state, self.controller_id)
             handler = RequestHandler(self.state, self.controller, self.replicas, self.coordinator,
                                      self.controller_id, self.status,

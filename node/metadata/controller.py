@@ -33,6 +33,7 @@ from rill.client.errors import (
 )
 from rill.client.topic_names import colliding_name, topic_name_problem
 from rill.node.metadata.liveness import BrokerLiveness
+from rill.node.metadata.naming_policy import NamingPolicy
 from rill.node.metadata.state import (
     BrokerRegistration,
     MetadataState,
@@ -88,13 +89,15 @@ class Controller:
 
     def __init__(self, raft: SyncObj, state: MetadataState, cluster_id: str, topic_defaults: dict[str, str],
                  session_timeout_ms: int, refused_since: Callable[[int], float | None],
-                 auto_leader_rebalance: bool = True, timeout_s: float = 10.0):
+                 auto_leader_rebalance: bool = True, timeout_s: float = 10.0,
+                 naming_policy: NamingPolicy | None = None):
         self._raft = raft
         self._state = state
         self._cluster_id = cluster_id
         self._topic_defaults = topic_defaults
         self._liveness = BrokerLiveness(session_timeout_ms, refused_since)
         self._auto_leader_rebalance = auto_leader_rebalance
+        self._naming_policy = naming_policy or NamingPolicy("")
         self._timeout_s = timeout_s
         self._term = -1  # the Raft term in which this broker last took over as controller
         self._fencing: set[int] = set()
@@ -213,6 +216,8 @@ class Controller:
         once cannot both pass the collision check before either commits.
         """
         check_topic_name(name, internal)
+        if not internal:
+            self._naming_policy.check(name)
         async with self._creating:
             await self._create_topic(name, partitions, replication_factor, config, internal)
 

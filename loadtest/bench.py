@@ -7,6 +7,9 @@ results, and stops the brokers by pid. Run with ``make bench`` (or
 
 - produce: this process sends ``--records`` values as fast as ``send`` takes
   them, then flushes; records/s counts from the first send to the last ack.
+- idempotence: the produce run with acks=all, idempotence off and on
+  (the default), interleaved ``--idempotence-rounds`` times on one broker;
+  the best of each and their ratio (the cost of idempotence).
 - consume: a fresh consumer reads those records back from offset 0.
 - latency: a consumer in a second process while this one sends at
   ``--latency-rate`` records/s; each value starts with its send time, so the
@@ -69,6 +72,7 @@ class Settings:
     latency_seconds: float
     failover_rounds: int
     group_rate: int
+    idempotence_rounds: int
 
 
 def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:
@@ -83,10 +87,11 @@ def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:
     return values
 
 
-def bench_produce(bootstrap: str, topic: str, settings: Settings, acks: str) -> float:
+def bench_produce(bootstrap: str, topic: str, settings: Settings, acks: str, idempotence: bool = True) -> float:
+    """Records/s of one producer; idempotence applies only with acks=all (the producer's rule)."""
     values = make_values(1_000, settings.value_bytes)
     with Producer(bootstrap, acks=acks, batch_size=settings.batch_size, linger_ms=settings.linger_ms,
-                  compression=settings.compression) as producer:
+                  compression=settings.compression, enable_idempotence=idempotence) as producer:
         producer.send(topic, values[0]).result(timeout=30)  # metadata and connection before the clock
         started = time.perf_counter()
         for number in range(settings.records):
@@ -94,6 +99,16 @@ def bench_produce(bootstrap: str, topic: str, settings: Settings, acks: str) -> 
         producer.flush()
         elapsed = time.perf_counter() - started
     return settings.records / elapsed
+
+
+def bench_idempotence(bootstrap: str, topic: str, settings: Settings, rounds: int) -> tuple[float, float]:
+    """Best records/s with idempotence off and on (acks=all), runs interleaved so that both see the same
+    machine: (off, on)."""
+    off, on = [], []
+    for _ in range(rounds):
+        off.append(bench_produce(bootstrap, topic, settings, "all", idempotence=False))
+        on.append(bench_produce(bootstrap, topic, settings, "all", idempotence=True))
+    return max(off), max(on)
 
 
 def bench_consume(bootstrap: str, topic: str, expected: int) -> float:
@@ -270,9 +285,18 @@ def single_broker_rows(layout: ClusterLayout, settings: Settings,
     note_loop_lag(layout, "consume, 1 broker", lags)
     p50, p99, count = bench_latency(layout.bootstrap, "bench-latency", settings)
     note_loop_lag(layout, "end-to-end latency, 1 broker", lags)
+    with Admin(layout.bootstrap) as admin:
+        admin.create_topic("bench-idempotence", partitions=settings.partitions)
+    plain, idempotent = bench_idempotence(layout.bootstrap, "bench-idempotence", settings, settings.idempotence_rounds)
+    note_loop_lag(layout, "produce, idempotence off and on", lags)
     return [
         ("produce, 1 broker", f"{settings.records:,}", "acks=1, send() in a loop, then flush()",
          f"{produce:,.0f} records/s ({produce * megabytes:,.1f} MB/s)"),
+        ("produce, idempotence off", f"{settings.records:,}",
+         f"acks=all, enable_idempotence=False, best of {settings.idempotence_rounds}", f"{plain:,.0f} records/s"),
+        ("produce, idempotence on", f"{settings.records:,}",
+         f"acks=all, enable_idempotence=True (the default), best of {settings.idempotence_rounds}, interleaved",
+         f"{idempotent:,.0f} records/s: {idempotent / plain:.1%} of off (cost {1 - idempotent / plain:+.1%})"),
         ("consume, 1 broker", f"{settings.records:,}", "from offset 0, max_poll_records=10000",
          f"{consume:,.0f} records/s ({consume * megabytes:,.1f} MB/s)"),
         ("end-to-end latency, 1 broker", f"{count:,}",
@@ -292,7 +316,9 @@ def replicated_rows(layout: ClusterLayout, settings: Settings,
                                config={"min.insync.replicas": 2})
             rate = bench_produce(layout.bootstrap, topic, settings, acks)
             note_loop_lag(layout, f"produce, 3 brokers, acks={acks}", lags)
-            rows.append(("produce, 3 brokers, RF=3", f"{settings.records:,}", f"acks={acks}, min.insync.replicas=2",
+            idempotence = ", idempotent" if acks == "all" else ""
+            rows.append(("produce, 3 brokers, RF=3", f"{settings.records:,}",
+                         f"acks={acks}{idempotence}, min.insync.replicas=2",
                          f"{rate:,.0f} records/s ({rate * megabytes:,.1f} MB/s)"))
     if settings.failover_rounds:
         times = sorted(bench_failover(layout, settings.failover_rounds))
@@ -330,6 +356,8 @@ def group_rows(layout: ClusterLayout, settings: Settings, lags: list[LagRow]) ->
 @click.option("--latency-seconds", default=10.0, show_default=True)
 @click.option("--failover-rounds", default=5, show_default=True, help="Leader kills to time (0: none).")
 @click.option("--group-rate", default=20_000, show_default=True, help="Records/s during the rebalance runs.")
+@click.option("--idempotence-rounds", default=3, show_default=True,
+              help="Interleaved produce runs with idempotence off and on (acks=all, 1 broker).")
 @click.option("--replicated/--single-only", default=True, show_default=True, help="Also run the 3-broker runs.")
 def main(replicated: bool, **options) -> None:
     """Measure throughput, latency and failover against fresh local clusters (1 broker, then 3)."""

@@ -14,6 +14,18 @@ if TYPE_CHECKING:
     from rill.client.admin import Admin
     from rill.client.consumer import Consumer
     from rill.client.producer import Producer
+    from rill.client.handler import HandlerStats, run_handler
+    from rill.client.retry_policy import Retry
+    from rill.client.json_schema import JsonSchemaDeserializer, JsonSchemaSerializer
+    from rill.client.schema_registry import CompatibilityReport, SchemaVersion
+    from rill.client.serialization import (
+        Deserializer,
+        JsonDeserializer,
+        JsonSerializer,
+        MsgspecDeserializer,
+        MsgspecSerializer,
+        Serializer,
+    )
     from rill.client.types import (
         BrokerInfo,
         ClusterDescription,
@@ -34,11 +46,20 @@ _HOMES = {
         "BrokerInfo", "ClusterDescription", "GroupDescription", "GroupMember", "GroupSummary", "PartitionInfo",
         "PartitionLag", "Record", "RecordMetadata", "TopicDescription", "TopicPartition",
     )},
+    **{name: "serialization" for name in (
+        "Deserializer", "JsonDeserializer", "JsonSerializer", "MsgspecDeserializer", "MsgspecSerializer", "Serializer",
+    )},
+    "HandlerStats": "handler", "run_handler": "handler", "Retry": "retry_policy",
+    "JsonSchemaSerializer": "json_schema", "JsonSchemaDeserializer": "json_schema",
+    "SchemaVersion": "schema_registry", "CompatibilityReport": "schema_registry",
 }
 
 __all__ = [
     "Admin", "BrokerInfo", "ClusterDescription", "Consumer", "GroupDescription", "GroupMember", "GroupSummary",
     "PartitionInfo", "PartitionLag", "Producer", "Record", "RecordMetadata", "TopicDescription", "TopicPartition",
+    "Deserializer", "JsonDeserializer", "JsonSerializer", "MsgspecDeserializer", "MsgspecSerializer", "Serializer",
+    "HandlerStats", "run_handler", "Retry",
+    "JsonSchemaSerializer", "JsonSchemaDeserializer", "SchemaVersion", "CompatibilityReport",
 ]
 assert sorted(__all__) == sorted(_HOMES)
 

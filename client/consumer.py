@@ -15,6 +15,10 @@ group's committed offset, else at ``auto_offset_reset`` ("earliest",
 rebalances happen inside ``poll``, ``commit`` and ``close``. Bad arguments
 raise TypeError, ValueError or InvalidConfigError at the call. Not
 thread-safe, like Kafka's consumer: use it from one thread.
+
+With ``key_deserializer``/``value_deserializer`` (client/serialization.py)
+records carry what they return instead of bytes; a record one cannot read
+stops its partition there, as a corrupt batch does (DeserializationError).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from rill.client.network import NetworkClient, parse_bootstrap
 from rill.client.offset_committer import OffsetCommitter
 from rill.client.offset_lookup import list_offsets
 from rill.client.rebalance import Rebalancer, names
+from rill.client.serialization import DeserializerLike
 from rill.client.subscription_state import SubscriptionState
 from rill.client.types import Record, TopicPartition
 from rill.client.zmq_flavor import new_context
@@ -84,12 +89,15 @@ class Consumer:
         max_partition_fetch_bytes: int = 1048576,
         request_timeout_ms: int = 30000,
         check_crcs: bool = True,
+        key_deserializer: DeserializerLike | None = None,
+        value_deserializer: DeserializerLike | None = None,
         client_id: str = "rill-consumer",
     ):
         self._config = config = ConsumerConfig(
             group_id, enable_auto_commit, auto_commit_interval_ms, auto_offset_reset, max_poll_records,
             session_timeout_ms, heartbeat_interval_ms, assignor, on_assign, on_revoke, fetch_min_bytes,
-            fetch_max_wait_ms, fetch_max_bytes, max_partition_fetch_bytes, request_timeout_ms, check_crcs, client_id)
+            fetch_max_wait_ms, fetch_max_bytes, max_partition_fetch_bytes, request_timeout_ms, check_crcs, client_id,
+            key_deserializer=key_deserializer, value_deserializer=value_deserializer)
         topic_names, pattern = check_settings_subscription(topics, pattern)
         self._metadata = ClusterMetadata(parse_bootstrap(check_bootstrap(bootstrap)))
         self._context = new_context()
@@ -286,7 +294,9 @@ class Consumer:
         """Records fetched since the last poll, waiting up to ``timeout`` seconds for some.
 
         Raises CorruptRecordError (with topic, partition and offset) once the records before a corrupt
-        batch were returned, on every poll until the application seeks past it.
+        batch were returned, on every poll until the application seeks past it; DeserializationError
+        likewise for a record the key or value deserializer fails on (its ``__cause__`` the failure).
+        Positions, and so commits, never pass the offset that failed.
         """
         self._check_open()
         deadline = time.monotonic() + check_poll_timeout(timeout)

@@ -17,6 +17,7 @@ from typing import Any
 from rill.client.arguments import config_int, config_str
 from rill.client.consumer_arguments import check_subscription
 from rill.client.errors import InvalidConfigError
+from rill.client.serialization import DeserializerLike, check_deserializer
 from rill.client.types import TopicPartition
 
 RESET_STRATEGIES = ("earliest", "latest", "error", "none")  # "none" is Kafka's name for "error"
@@ -27,6 +28,7 @@ POSITIVE_INTS = ("auto_commit_interval_ms", "max_poll_records", "session_timeout
                  "fetch_min_bytes", "fetch_max_bytes", "max_partition_fetch_bytes", "request_timeout_ms")
 BOOLS = ("enable_auto_commit", "check_crcs")
 CALLBACKS = ("on_assign", "on_revoke")
+DESERIALIZERS = ("key_deserializer", "value_deserializer")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class ConsumerConfig:
     request_timeout_ms: int
     check_crcs: bool
     client_id: str
+    key_deserializer: DeserializerLike | None = None
+    value_deserializer: DeserializerLike | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -65,6 +69,8 @@ class ConsumerConfig:
         for name in CALLBACKS:
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise InvalidConfigError(f"{name} must be a callable(consumer, partitions), got {getattr(self, name)!r:.120}")
+        for name in DESERIALIZERS:
+            check_deserializer(name, getattr(self, name))
         _check_choice("auto_offset_reset", self.auto_offset_reset, RESET_STRATEGIES)
         _check_choice("assignor", self.assignor, ASSIGNORS)
         if self.group_id is not None and (not isinstance(self.group_id, str) or not self.group_id):

@@ -7,16 +7,20 @@ A response is decoded, a whole one at a time, with bulk column calls
 (client/batch.py) when ``collect`` needs records; then the next fetch goes
 out.
 
-A partition's buffer belongs to one position: when the consumer's position
-is not where the buffer would continue (a seek, a reset), the buffer is
-dropped and fetching starts again from the position; a response to a
-request sent for a dropped buffer is ignored.
+A partition's buffer belongs to one position: after a seek (even to the
+offset it is at: the way to retry a record a deserializer failed on for a
+passing reason) or a reset, the buffer is dropped and fetching starts again
+from the position; a response to a request sent for a dropped buffer is
+ignored.
 
 A batch that fails its CRC or does not decode stops its partition, as in
 Kafka: ``collect`` returns the records decoded before it, and from the next
 call raises CorruptRecordError (naming topic, partition and the offset the
 consumer would have returned next) every time, until the application seeks
-elsewhere. Positions never pass it, so neither do commits. Not thread-safe.
+elsewhere. Positions never pass it, so neither do commits. A record the
+consumer's key or value deserializer fails on (client/serialization.py,
+run as a response is decoded) stops its partition the same way, with a
+DeserializationError at its offset. Not thread-safe.
 """
 
 from __future__ import annotations
@@ -27,10 +31,17 @@ from collections import deque
 from rill.client import protocol
 from rill.client.batch import check_batch, decode_batch, end_offset
 from rill.client.consumer_config import ConsumerConfig
-from rill.client.errors import CorruptRecordError, OffsetOutOfRangeError, RillError, error_for_code
+from rill.client.errors import (
+    CorruptRecordError,
+    DeserializationError,
+    OffsetOutOfRangeError,
+    RillError,
+    error_for_code,
+)
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient
-from rill.client.subscription_state import SubscriptionState
+from rill.client.serialization import deserialize_records, deserializing
+from rill.client.subscription_state import PartitionState, SubscriptionState
 from rill.client.types import Record, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -43,13 +54,15 @@ class PartitionBuffer:
     """What was fetched for one partition and not yet returned, continuing from ``position``.
 
     ``decoded_to`` is the offset after the last decoded record, ``fetch_position`` the offset the next
-    fetch asks for. ``error`` stops the partition: records before it are returned first.
+    fetch asks for. ``error`` stops the partition: records before it are returned first. ``seeks`` is the
+    partition's seek count when the buffer was made: a later seek makes it stale.
     """
 
-    __slots__ = ("decoded_to", "error", "fetch_position", "position", "records", "responses")
+    __slots__ = ("decoded_to", "error", "fetch_position", "position", "records", "responses", "seeks")
 
-    def __init__(self, position: int):
+    def __init__(self, position: int, seeks: int):
         self.position = position
+        self.seeks = seeks
         self.decoded_to = position
         self.fetch_position = position
         self.responses: deque[bytes] = deque()  # fetched, not decoded yet
@@ -77,9 +90,10 @@ class PartitionBuffer:
 
 
 def sticky(error: RillError) -> bool:
-    """Errors that stay until the application seeks: a corrupt batch, and a position out of range with
-    auto_offset_reset="error". Others are raised once; the partition is fetched again after."""
-    return isinstance(error, (CorruptRecordError, OffsetOutOfRangeError))
+    """Errors that stay until the application seeks: a corrupt batch, a record that does not deserialize,
+    and a position out of range with auto_offset_reset="error". Others are raised once; the partition is
+    fetched again after."""
+    return isinstance(error, (CorruptRecordError, DeserializationError, OffsetOutOfRangeError))
 
 
 class Fetcher:
@@ -91,15 +105,17 @@ class Fetcher:
         self._metadata = metadata
         self._subscriptions = subscriptions
         self._config = config
+        self._deserialize_key = deserializing(config.key_deserializer)
+        self._deserialize_value = deserializing(config.value_deserializer)
         self._buffers: dict[TopicPartition, PartitionBuffer] = {}
         self._fetching: set[str] = set()  # leader addresses with a fetch in flight
         self.metadata_stale = False  # a leader is unknown or moved: the owner refreshes metadata
 
-    def _buffer(self, tp: TopicPartition, position: int) -> PartitionBuffer:
-        """The partition's buffer if it continues from ``position``, else a fresh one there."""
+    def _buffer(self, tp: TopicPartition, state: PartitionState) -> PartitionBuffer:
+        """The partition's buffer if it continues from its position with no seek since, else a fresh one."""
         buffer = self._buffers.get(tp)
-        if buffer is None or buffer.position != position:
-            buffer = self._buffers[tp] = PartitionBuffer(position)
+        if buffer is None or buffer.position != state.position or buffer.seeks != state.seeks:
+            buffer = self._buffers[tp] = PartitionBuffer(state.position, state.seeks)
         return buffer
 
     # ---- records ----------------------------------------------------------------------
@@ -113,7 +129,7 @@ class Fetcher:
         self._raise_error_found_earlier()
         out: list[Record] = []
         for tp, state in self._subscriptions.fetchable():
-            buffer = self._buffer(tp, state.position)
+            buffer = self._buffer(tp, state)
             out += self._drain(tp, buffer, max_records - len(out))
             state.position = buffer.position
             if buffer.error is not None and not buffer.records:
@@ -127,14 +143,14 @@ class Fetcher:
     def _raise_error_found_earlier(self) -> None:
         for tp, state in self._subscriptions.fetchable():
             buffer = self._buffers.get(tp)
-            if buffer is not None and buffer.position == state.position and buffer.error is not None \
-                    and not buffer.records:
+            if buffer is not None and buffer.position == state.position and buffer.seeks == state.seeks \
+                    and buffer.error is not None and not buffer.records:
                 self._raise(tp, buffer)
 
     def _raise(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
         if not sticky(buffer.error):
             del self._buffers[tp]
-        raise buffer.error
+        raise buffer.error.with_traceback(None)  # raised again each poll: a fresh traceback, not a growing one
 
     def _drain(self, tp: TopicPartition, buffer: PartitionBuffer, budget: int) -> list[Record]:
         taken: list[Record] = []
@@ -165,21 +181,30 @@ class Fetcher:
                     records += decode_batch(data, tp.topic, tp.partition, read_bytes, check_crc=False)
                 read_bytes += header.size
         except CorruptRecordError as error:
-            self._keep(buffer, records)
+            if not self._keep(tp, buffer, records):
+                return  # a record before the bad batch failed to deserialize: the partition stops there
             log.error("%s-%d: corrupt batch at offset %d: %s", tp.topic, tp.partition, buffer.decoded_to, error)
             buffer.fail(CorruptRecordError(
                 f"{tp.topic}-{tp.partition}: the record batch holding offset {buffer.decoded_to} is corrupt "
                 f"({error}); seek past it to read on", tp.topic, tp.partition, buffer.decoded_to))
             return
-        self._keep(buffer, records)
+        self._keep(tp, buffer, records)
 
-    @staticmethod
-    def _keep(buffer: PartitionBuffer, records: list[Record]) -> None:
+    def _keep(self, tp: TopicPartition, buffer: PartitionBuffer, records: list[Record]) -> bool:
+        """Buffer the decoded records from decoded_to on, deserialized; False if one failed to deserialize
+        (those before it are kept, and the partition fails at its offset)."""
         if records and records[0].offset < buffer.decoded_to:
             records = [record for record in records if record.offset >= buffer.decoded_to]
+        error = None
+        if records and (self._deserialize_key is not None or self._deserialize_value is not None):
+            records, error = deserialize_records(records, self._deserialize_key, self._deserialize_value)
         if records:
             buffer.records.extend(records)
             buffer.decoded_to = records[-1].offset + 1
+        if error is not None:
+            log.error("%s", error)
+            buffer.fail(error)
+        return error is None
 
     # ---- fetch requests -------------------------------------------------------------------
 
@@ -188,7 +213,7 @@ class Fetcher:
         self._forget_unassigned()
         by_address: dict[str, list[tuple[TopicPartition, PartitionBuffer]]] = {}
         for tp, state in self._subscriptions.fetchable():
-            buffer = self._buffer(tp, state.position)
+            buffer = self._buffer(tp, state)
             if not buffer.fetchable:
                 continue
             address = self._metadata.leader_address(tp.topic, tp.partition)

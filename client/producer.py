@@ -17,6 +17,7 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import zmq
 from rill.client import batch as batch_format
@@ -38,13 +39,14 @@ from rill.client.errors import (
     ProducerClosedError,
     RecordTooLargeError,
     RequestTimeoutError,
+    SerializationError,
     UnknownTopicError,
 )
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import parse_bootstrap
 from rill.client.partitioner import StickyPartitioner, partition_for_key
 from rill.client.sender import Sender, SenderConfig
-from rill.client.serialization import SerializerLike, check_serializer
+from rill.client.serialization import SerializerLike, check_serializer, serialize_field
 from rill.client.zmq_flavor import new_context
 
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
@@ -59,7 +61,16 @@ _wall_clock_s = time.time
 
 
 class Producer:
-    """Publishes records to topics. Settings use Kafka's names and defaults in snake_case."""
+    """Publishes records to topics. Settings use Kafka's names and defaults in snake_case.
+
+    ``enable_idempotence`` (default True; in effect only with acks="all" and
+    max_in_flight_requests_per_connection <= 5, as in Kafka): the producer gets a producer id from
+    the controller and numbers its batches per partition, so a retried batch the leader stored
+    already is not written twice, and each partition keeps its order with 5 requests in flight.
+    Retriable errors are retried, the n-th time after min(retry_backoff_ms * 2**(n-1),
+    retry_backoff_max_ms) with +-20% jitter, until ``delivery_timeout_ms`` after the batch's first
+    record; then the record fails with the last error its batch got (RequestTimeoutError if none).
+    """
 
     def __init__(
         self,
@@ -125,16 +136,18 @@ class Producer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+    def send(self, topic: str, value: Any = None, key: Any = None,
              headers: Mapping[str, bytes] | list[tuple[str, bytes]] | None = None, partition: int | None = None,
              timestamp_ms: int | None = None) -> RecordFuture:
         """Queue one record; the future gives its RecordMetadata once acknowledged.
 
-        ``value`` and ``key``: bytes, bytearray or memoryview (copied at the call) or None. ``headers``: a
-        dict or a list of (str, bytes) pairs. A wrong type raises TypeError and a bad value ValueError, at
-        the call; a partition the topic does not have raises UnknownTopicError; a record over
-        max_request_size RecordTooLargeError. Blocks up to max_block_ms for the topic's metadata and for
-        buffer_memory (then RequestTimeoutError).
+        ``value`` and ``key``: bytes, bytearray or memoryview (copied at the call) or None; with a
+        ``value_serializer`` / ``key_serializer``, any object it takes (None stays None), serialized here,
+        at the call: a failure raises SerializationError and nothing is queued. ``headers``: a dict or a
+        list of (str, bytes) pairs. A wrong type raises TypeError and a bad value ValueError, at the call;
+        a partition the topic does not have raises UnknownTopicError; a record over max_request_size
+        RecordTooLargeError. Blocks up to max_block_ms for the topic's metadata and for buffer_memory
+        (then RequestTimeoutError).
         """
         if self._closed:
             raise ProducerClosedError("send() after close()")
@@ -143,13 +156,15 @@ class Producer:
         # Cheap exact-type tests first: the checks below cost a call only for unusual arguments.
         if topic.__class__ is not str:
             check_topic(topic)
+        headers_size = 0
+        if self._key_serializer is not None or self._value_serializer is not None:
+            key, value, headers, headers_size = self._serialize(topic, key, value, headers)
+        elif headers is not None:
+            headers, headers_size = record_headers(headers)
         if value.__class__ is not bytes and value is not None:
             value = record_bytes("value", value)
         if key.__class__ is not bytes and key is not None:
             key = record_bytes("key", key)
-        headers_size = 0
-        if headers is not None:
-            headers, headers_size = record_headers(headers)
         if partition is not None and (partition.__class__ is not int or partition < 0):
             check_partition(partition)
         if timestamp_ms is not None and (timestamp_ms.__class__ is not int
@@ -174,6 +189,27 @@ class Producer:
         if timestamp_ms is None:
             timestamp_ms = int(_wall_clock_s() * 1000)
         return self._accumulator.append(topic, partition, timestamp_ms, key, value, headers, size)
+
+    def _serialize(self, topic: str, key: Any, value: Any, headers: Mapping[str, bytes] | list | None
+                   ) -> tuple[bytes | None, bytes | None, dict[str, bytes] | None, int]:
+        """The key and value through their serializers (key first, as Kafka), and the headers with those a
+        Serializer added to its copy of them, with their size. SerializationError for any failure of a
+        serializer's; bad headers from the caller stay a TypeError or ValueError."""
+        check_topic(topic)
+        copied = record_headers(headers)[0] if headers is not None else None
+        headers = {} if copied is None else copied
+        if self._key_serializer is not None:
+            key = serialize_field("key", self._key_serializer, topic, key, headers)
+        if self._value_serializer is not None:
+            value = serialize_field("value", self._value_serializer, topic, value, headers)
+        if not headers:
+            return key, value, None, 0
+        try:
+            headers, size = record_headers(headers)
+        except (TypeError, ValueError) as error:
+            raise SerializationError(f"a serializer added a bad header to a record for topic {topic!r}: "
+                                     f"{error}") from error
+        return key, value, headers, size
 
     def _wait_for_topic(self, topic: str) -> int:
         """Ask the sender for the topic's metadata and wait up to max_block_ms."""

@@ -19,13 +19,15 @@ from rill.client.types import TopicPartition
 
 
 class PartitionState:
-    """One partition the consumer reads: its position (None until known) and whether it is paused."""
+    """One partition the consumer reads: its position (None until known), whether it is paused, and how
+    many times it was sought (the fetcher drops what it fetched before a seek, even one to the same offset)."""
 
-    __slots__ = ("paused", "position")
+    __slots__ = ("paused", "position", "seeks")
 
     def __init__(self) -> None:
         self.position: int | None = None
         self.paused = False
+        self.seeks = 0
 
 
 class SubscriptionState:
@@ -98,7 +100,9 @@ class SubscriptionState:
 
     def seek(self, partition: TopicPartition, offset: int | None) -> None:
         """Set the position (None: reset it per auto_offset_reset before the next fetch)."""
-        self.state(partition).position = offset
+        state = self.state(partition)
+        state.position = offset
+        state.seeks += 1
 
     def positions(self) -> dict[TopicPartition, int]:
         """The position of every partition that has one: what a commit of "everything consumed" sends."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 import msgspec
 
@@ -11,14 +11,15 @@ EMPTY_HEADERS: Mapping[str, bytes] = MappingProxyType({})
 
 
 class Record(msgspec.Struct, gc=False):
-    """One consumed record. ``headers`` is a read-only mapping of name to bytes."""
+    """One consumed record. ``headers`` is a read-only mapping of name to bytes. ``key`` and ``value`` are
+    bytes (or None), or what the consumer's key/value deserializer made of them."""
 
     topic: str
     partition: int
     offset: int
     timestamp: int
-    key: bytes | None
-    value: bytes | None
+    key: bytes | None | Any
+    value: bytes | None | Any
     headers: Mapping[str, bytes]
 
 

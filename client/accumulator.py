@@ -11,11 +11,12 @@ one lock guards every batch list.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 
 from rill.client import batch as batch_format
 from rill.client.arguments import check_timeout_s
@@ -120,28 +121,42 @@ class RecordFuture(tuple):
 
 
 class ProducerBatch:
-    """Records for one partition, kept as columns until the sender encodes them once."""
+    """Records for one partition, kept as columns until the sender encodes them once.
+
+    ``serial`` orders the producer's batches by creation (per partition: send order). The sender
+    keeps the delivery state: ``attempts`` (requests that carried it), ``in_flight``, ``retry_at``
+    and ``last_error`` (the latest retriable error, reported if the delivery timeout runs out).
+    An idempotent producer stamps ``producer_id``, ``producer_epoch`` and ``base_sequence`` before
+    the first encode; they stay for the batch's life unless an epoch bump renumbers it (``stamp``).
+    """
 
     __slots__ = (
         "attempts",
+        "base_sequence",
         "created",
         "deadline",
         "encoded",
         "has_keys",
         "headers",
+        "in_flight",
         "keys",
+        "last_error",
         "partition",
+        "producer_epoch",
+        "producer_id",
         "result",
         "retry_at",
+        "serial",
         "size_bytes",
         "timestamps",
         "topic",
         "values",
     )
 
-    def __init__(self, topic: str, partition: int, now: float, delivery_timeout_s: float):
+    def __init__(self, topic: str, partition: int, now: float, delivery_timeout_s: float, serial: int = 0):
         self.topic = topic
         self.partition = partition
+        self.serial = serial
         self.values: list = []
         self.keys: list = []
         self.timestamps: list[int] = []
@@ -153,13 +168,31 @@ class ProducerBatch:
         self.result = BatchResult()
         self.encoded: bytes | None = None
         self.attempts = 0
+        self.in_flight = False
         self.retry_at = 0.0
+        self.last_error: RillError | None = None
+        self.producer_id = batch_format.NO_PRODUCER_ID
+        self.producer_epoch = batch_format.NO_PRODUCER_EPOCH
+        self.base_sequence = batch_format.NO_SEQUENCE
+
+    @property
+    def record_count(self) -> int:
+        return len(self.timestamps)
+
+    def stamp(self, producer_id: int, producer_epoch: int, base_sequence: int) -> None:
+        """Set the idempotent producer's fields; bytes encoded already are rebuilt with them."""
+        self.producer_id = producer_id
+        self.producer_epoch = producer_epoch
+        self.base_sequence = base_sequence
+        if self.encoded is not None:
+            self.encoded = batch_format.with_producer_state(self.encoded, producer_id, producer_epoch, base_sequence)
 
     def encode(self, compression: int) -> bytes:
         """The batch's wire bytes, built once with bulk column calls and kept for retries."""
         if self.encoded is None:
             self.encoded = batch_format.encode_batch(
-                self.values, self.keys if self.has_keys else None, self.timestamps, self.headers, compression
+                self.values, self.keys if self.has_keys else None, self.timestamps, self.headers, compression,
+                self.producer_id, self.producer_epoch, self.base_sequence,
             )
             self.values = self.keys = self.headers = None  # only timestamps are needed from here on
         return self.encoded
@@ -185,6 +218,7 @@ class RecordAccumulator:
         self._buffered_bytes = 0
         self._unfinished: set[ProducerBatch] = set()
         self._closed_reason: str | None = None
+        self._serials = itertools.count()
         self.flushing = 0
 
     def append(self, topic: str, partition: int, timestamp: int, key: bytes | None, value: bytes | None,
@@ -217,7 +251,7 @@ class RecordAccumulator:
             return RecordFuture((batch, index))
 
     def _new_batch(self, topic: str, partition: int) -> ProducerBatch:
-        batch = ProducerBatch(topic, partition, time.monotonic(), self._delivery_timeout_s)
+        batch = ProducerBatch(topic, partition, time.monotonic(), self._delivery_timeout_s, next(self._serials))
         self._open[(topic, partition)] = batch
         self._unfinished.add(batch)
         if len(self._open) == 1 and not self._ready:
@@ -240,15 +274,28 @@ class RecordAccumulator:
         self._ready.append(batch)
         self._on_batch_closed(batch.topic, batch.partition)
 
-    def drain(self, now: float, force: bool) -> tuple[list[ProducerBatch], float | None]:
-        """Batches to send now, and when the next open batch's linger ends (None: no open batch)."""
+    def drain(self, now: float, force: bool, blocked: Container[tuple[str, int]] = ()
+              ) -> tuple[list[ProducerBatch], float | None]:
+        """Batches to send now, and when the next open batch's linger ends (None: none is due).
+
+        The open batch of a ``blocked`` partition (one whose older batches the sender cannot send yet)
+        stays open past its linger, as a Kafka batch does until it is drained: it fills up to batch_size
+        instead of queueing behind them as many small batches.
+        """
         with self._lock:
+            close_all = force or self.flushing
+            next_due = None
             for batch in list(self._open.values()):
-                if force or self.flushing or now - batch.created >= self._linger_s:
+                if close_all:
                     self._close(batch)
+                elif (batch.topic, batch.partition) not in blocked:
+                    due = batch.created + self._linger_s
+                    if now >= due:
+                        self._close(batch)
+                    elif next_due is None or due < next_due:
+                        next_due = due
             ready = list(self._ready)
             self._ready.clear()
-            next_due = min((b.created + self._linger_s for b in self._open.values()), default=None)
             return ready, next_due
 
     def has_ready(self) -> bool:

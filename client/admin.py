@@ -1,4 +1,5 @@
-"""Admin: topics (create, list, describe, delete) and consumer groups (list, describe with lag, reset, delete).
+"""Admin: topics (create, list, describe, delete), consumer groups (list, describe with lag, reset, delete)
+and the schema registry (register, get, list, check, delete JSON Schemas).
 
 Blocking calls, safe to share between threads (one lock around the
 network client). Metadata changes go to the controller; a NotController or
@@ -7,7 +8,8 @@ Group calls go to the group's coordinator through a CoordinatorLink, which
 retries across coordinator moves; each broker lists the groups it
 coordinates, so ``list_groups`` asks every live broker. Lag is the
 partition's high watermark (ListOffsets "latest" from its leader) minus the
-group's committed offset.
+group's committed offset. Schema changes go to the controller and return
+once every live broker serves them; schema reads go to any broker.
 
 Arguments of the wrong type raise TypeError at the call, before any request;
 values are the brokers' to judge (InvalidTopicError, InvalidPartitionsError,
@@ -16,9 +18,10 @@ InvalidConfigError, ...), so the client and the brokers cannot disagree.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +31,7 @@ from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
     BrokerNotAvailableError,
     GroupNotEmptyError,
+    IncompatibleSchemaError,
     InvalidConfigError,
     InvalidGroupIdError,
     InvalidPartitionsError,
@@ -35,6 +39,7 @@ from rill.client.errors import (
     NotControllerError,
     RequestTimeoutError,
     RillError,
+    SchemaNotFoundError,
     UnknownTopicError,
     error_for_code,
 )
@@ -46,6 +51,7 @@ from rill.client.network import (
     parse_bootstrap,
 )
 from rill.client.offset_lookup import list_offsets
+from rill.client.schema_registry import CompatibilityReport, SchemaVersion, canonical_text
 from rill.client.types import (
     BrokerInfo,
     ClusterDescription,
@@ -64,6 +70,7 @@ METADATA_POLL_S = 0.01
 METADATA_ATTEMPT_MS = 1_000  # a stalled broker delays a topic create or delete this long at most
 CONTROLLER_RETRIABLE = (NotControllerError, BrokerNotAvailableError, RequestTimeoutError)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_INT64 = 2**63 - 1
 NO_MEMBER_ID, NO_MEMBER_EPOCH = "", -1  # an offset commit from outside the group (only while it has no members)
 ResetTarget = tuple[str, int]  # ("earliest" | "latest" | "offset" | "timestamp", the offset or time in ms)
 
@@ -300,6 +307,122 @@ class Admin:
     def _list_offsets(self, partitions: list[TopicPartition], timestamp: int) -> dict[TopicPartition, int]:
         return list_offsets(self._network, self._metadata, {tp: timestamp for tp in partitions}, self._timeout_ms)
 
+    # ---- schema registry ---------------------------------------------------------------
+
+    def register_schema(self, subject: str, schema: Mapping[str, Any], compatibility: str | None = None
+                        ) -> SchemaVersion:
+        """Register a JSON Schema (a dict) under a subject; its version and global id, the existing ones if the
+        subject holds this schema already. Returns once every live broker serves it.
+
+        ``compatibility`` (BACKWARD, FORWARD, FULL or NONE) sets the subject's mode: at its first
+        registration (else BACKWARD), or from this registration on; None keeps the subject's. The schema
+        is checked against the subject's latest version in that mode: IncompatibleSchemaError (its
+        ``messages`` say what breaks), InvalidSchemaError, SchemaTooLargeError, TooManySchemaVersionsError,
+        TooManySubjectsError, SchemaRegistryFullError, InvalidSubjectError.
+        """
+        _check_subject(subject)
+        text = canonical_text(schema)
+        request = protocol.RegisterSchemaRequest(subject, text, _mode(compatibility), self._timeout_ms)
+        response = _raise_for_schema(self._controller_request(protocol.REGISTER_SCHEMA, request))
+        self._wait_on_every_broker(protocol.GET_SCHEMA, protocol.GetSchemaRequest("", -1, response.id),
+                                   lambda answer: answer.error_code == 0)
+        return SchemaVersion(subject, response.version, response.id)
+
+    def set_compatibility(self, subject: str, compatibility: str) -> None:
+        """Set a subject's compatibility mode (BACKWARD, FORWARD, FULL or NONE) for its next registrations."""
+        _check_subject(subject)
+        check_type("compatibility", compatibility, str)
+        request = protocol.RegisterSchemaRequest(subject, None, compatibility, self._timeout_ms)
+        _raise_for_schema(self._controller_request(protocol.REGISTER_SCHEMA, request))
+
+    def get_compatibility(self, subject: str) -> str:
+        """A subject's compatibility mode (BACKWARD for a subject that has none yet)."""
+        return self._list_schemas(subject).compatibility
+
+    def get_schema(self, subject: str, version: int | str = "latest") -> SchemaVersion:
+        """A version of a subject ("latest" or a number from 1) with its schema; SchemaNotFoundError if the
+        subject or version does not exist or is deleted."""
+        _check_subject(subject)
+        number = protocol.LATEST_VERSION if version == "latest" else _version(version)
+        return self._get_schema(protocol.GetSchemaRequest(subject, number, protocol.NO_SCHEMA_ID))
+
+    def get_schema_by_id(self, schema_id: int) -> SchemaVersion:
+        """The schema with a global id, with the subject and version it was first registered as; ids of
+        soft-deleted versions still resolve. SchemaNotFoundError for an id the registry does not hold."""
+        check_type("schema_id", schema_id, int)
+        if not 1 <= schema_id <= MAX_INT64:
+            raise SchemaNotFoundError(f"no schema with id {schema_id}")
+        return self._get_schema(protocol.GetSchemaRequest("", protocol.LATEST_VERSION, schema_id))
+
+    def list_subjects(self) -> list[str]:
+        """Every subject with at least one version that is not deleted, sorted."""
+        return list(self._list_schemas("").subjects)
+
+    def list_schema_versions(self, subject: str) -> list[int]:
+        """A subject's versions that are not deleted; SchemaNotFoundError if it has none."""
+        versions = self._list_schemas(subject).versions
+        if not versions:
+            raise SchemaNotFoundError(f"subject {subject!r} not found")
+        return list(versions)
+
+    def check_compatibility(self, subject: str, schema: Mapping[str, Any], compatibility: str | None = None
+                            ) -> CompatibilityReport:
+        """Whether ``schema`` could be registered next under the subject, in its mode (or ``compatibility``),
+        and what breaks if not; nothing is registered. Compatible when the subject has no version."""
+        _check_subject(subject)
+        request = protocol.CheckSchemaRequest(subject, canonical_text(schema), _mode(compatibility))
+        with self._lock:
+            answer = _raise_for_schema(self._any_broker(protocol.CHECK_SCHEMA_COMPATIBILITY, request))
+        return CompatibilityReport(answer.compatible, list(answer.messages), answer.compatibility,
+                                   answer.version if answer.version > 0 else None)
+
+    def delete_schema(self, subject: str, version: int | None = None, permanent: bool = False) -> list[int]:
+        """Delete one version of a subject, or all of them (None); the versions deleted.
+
+        A soft delete (the default) stops the versions from being listed, the latest, or accepted by
+        topics with schema.validation, but their ids still resolve (records written with them stay
+        readable) and they still count against the subject's version limit. ``permanent`` forgets
+        them (soft-deleted ones too); an id is never given to another schema. Returns once every
+        live broker serves the change.
+        """
+        _check_subject(subject)
+        number = -1 if version is None else _version(version)
+        check_type("permanent", permanent, bool)
+        request = protocol.DeleteSchemaRequest(subject, number, permanent, self._timeout_ms)
+        deleted = list(_raise_for_schema(self._controller_request(protocol.DELETE_SCHEMA, request)).versions)
+        last = protocol.GetSchemaRequest(subject, max(deleted), protocol.NO_SCHEMA_ID)
+        self._wait_on_every_broker(protocol.GET_SCHEMA, last, lambda answer: answer.error_code != 0)
+        return deleted
+
+    def _get_schema(self, request: protocol.GetSchemaRequest) -> SchemaVersion:
+        with self._lock:
+            answer = _raise_for_schema(self._any_broker(protocol.GET_SCHEMA, request))
+        return SchemaVersion(answer.subject, answer.version, answer.id, json.loads(answer.schema))
+
+    def _list_schemas(self, subject: str) -> protocol.ListSchemasResponse:
+        if subject != "":
+            _check_subject(subject)
+        with self._lock:
+            return _raise_for_schema(self._any_broker(protocol.LIST_SCHEMAS, protocol.ListSchemasRequest(subject)))
+
+    def _wait_on_every_broker(self, api: protocol.Api, body: Any, done: Callable[[Any], bool]) -> None:
+        """Return once every live broker's answer to ``body`` is ``done``: the registry change the controller
+        committed is then served wherever the next call goes. Bounded by the request timeout; a broker that
+        does not answer within METADATA_ATTEMPT_MS is skipped."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        with self._lock:
+            for address in list(self._metadata.brokers.values()):
+                while time.monotonic() < deadline:
+                    try:
+                        answer = self._network.request(address, api, body,
+                                                       min(attempt_ms(deadline), METADATA_ATTEMPT_MS),
+                                                       connect_timeout_ms=FAST_CONNECT_TIMEOUT_MS)
+                    except RillError:
+                        break
+                    if done(answer):
+                        break
+                    time.sleep(METADATA_POLL_S)
+
     def _every_broker(self, api: protocol.Api, body: Any) -> list[Any]:
         """One answer from each live broker; one that does not answer is retried until the request timeout."""
         deadline = time.monotonic() + self._timeout_ms / 1000
@@ -443,3 +566,35 @@ def _timestamp_ms(moment: datetime | str) -> int:
         moment = moment.replace(tzinfo=UTC)
     micros = (moment - EPOCH) // timedelta(microseconds=1)
     return max(0, -(-micros // 1000))  # negative times would read as ListOffsets' "latest"/"earliest"
+
+
+def _check_subject(subject: Any) -> None:
+    """A subject is a str the wire can carry; what names are allowed is the registry's to judge."""
+    check_type("subject", subject, str)
+    subject.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
+
+
+def _mode(compatibility: Any) -> str:
+    """A compatibility mode as the wire carries it: "" for None (the subject's own)."""
+    if compatibility is None:
+        return ""
+    check_type("compatibility", compatibility, str)
+    compatibility.encode()
+    return compatibility
+
+
+def _version(version: Any) -> int:
+    check_type("version", version, int)
+    if not 1 <= version <= MAX_INT32:
+        raise ValueError(f"version must be 'latest' or a number from 1 to {MAX_INT32}, got {version}")
+    return version
+
+
+def _raise_for_schema(answer: Any) -> Any:
+    """The answer of a schema request, or its error raised (IncompatibleSchemaError with its messages)."""
+    if answer.error_code:
+        error = error_for_code(answer.error_code, answer.error_message)
+        if isinstance(error, IncompatibleSchemaError):
+            error.messages = list(answer.messages)
+        raise error
+    return answer

@@ -34,7 +34,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from itertools import accumulate, repeat
+from itertools import accumulate, chain, repeat
 from operator import sub
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
@@ -287,6 +287,19 @@ def patched_prefix(base_offset: int, batch_length: int, leader_epoch: int) -> by
     return PATCH.pack(base_offset, batch_length, leader_epoch)
 
 
+PRODUCER_STATE = struct.Struct(">qhi")  # producer_id, producer_epoch, base_sequence: bytes 43-56
+PRODUCER_STATE_AT = 43
+
+
+def with_producer_state(batch: bytes, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+    """The encoded batch with other producer fields and its CRC recomputed: an idempotent producer
+    renumbers the batches it has not had acknowledged after an epoch bump, without encoding them again."""
+    stamped = bytearray(batch)
+    PRODUCER_STATE.pack_into(stamped, PRODUCER_STATE_AT, producer_id, producer_epoch, base_sequence)
+    struct.pack_into(">I", stamped, CRC_START - 4, crc32c(memoryview(stamped)[CRC_START:]))
+    return bytes(stamped)
+
+
 def _uncompressed(header: BatchHeader, body: memoryview) -> memoryview:
     """The batch's payload as the producer encoded it, inflated if it is LZ4 (at most MAX_PAYLOAD_BYTES)."""
     if header.compression != COMPRESSION_LZ4:
@@ -346,6 +359,47 @@ def _column_bytes(lengths: array) -> int:
     if min(lengths, default=0) < -1:
         raise CorruptRecordError("batch has a negative length")
     return sum(lengths) + lengths.count(-1)
+
+
+def header_values(header: BatchHeader, body: memoryview, name: str) -> list[bytes | None]:
+    """The value of header ``name`` for every record of a batch: None where a record lacks it, the last
+    where a record repeats it. CorruptRecordError if the columns it reads do not fit the payload.
+
+    What a broker reads to enforce a topic's schemas (node/schema/enforcement.py): it skips keys,
+    values and timestamps by their lengths (check_payload's layout), cuts out only the header names and
+    values, and handles the usual batch (each record carries just this header) with bulk calls only.
+    """
+    body = _uncompressed(header, body)
+    count = header.record_count
+    if len(body) < 1:
+        raise CorruptRecordError("batch payload is empty")
+    flags = body[0]
+    if not flags & FLAG_HEADERS:
+        return [None] * count
+    position = 1
+    column_bytes = 0
+    if flags & FLAG_KEYS:
+        key_lengths, position = _read_array("i", body, position, count)
+        column_bytes += _column_bytes(key_lengths)
+    value_lengths, position = _read_array("i", body, position, count)
+    position += 8 * count + column_bytes + _column_bytes(value_lengths)  # timestamp deltas, keys, values
+    counts, position = _read_array("i", body, position, count)
+    if min(counts, default=0) < 0:
+        raise CorruptRecordError("batch has a negative header count")
+    name_lengths, position = _read_array("i", body, position, sum(counts))
+    if min(name_lengths, default=0) < 0:
+        raise CorruptRecordError("batch has a header without a name")
+    header_value_lengths, position = _read_array("i", body, position, len(name_lengths))
+    names, position = _split(body, position, name_lengths)
+    values, _ = _split(body, position, header_value_lengths)
+    wanted = name.encode()
+    if counts.count(1) == count and names.count(wanted) == count:
+        return values
+    owners = list(chain.from_iterable(map(repeat, range(count), counts)))  # header index -> record index
+    found: list[bytes | None] = [None] * count
+    for index in [index for index, header_name in enumerate(names) if header_name == wanted]:
+        found[owners[index]] = values[index]
+    return found
 
 
 def decode_payload(header: BatchHeader, body: memoryview) -> tuple:

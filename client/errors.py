@@ -331,6 +331,97 @@ class DeserializationError(RillError):
         self.offset = offset
 
 
+class OutOfOrderSequenceError(RillError):
+    """An idempotent producer's batch does not continue its sequence on this partition (a batch before it
+    was lost); nothing was stored."""
+
+    code = 45
+
+
+class DuplicateSequenceError(RillError):
+    """A batch repeats sequences the partition already stored, but not as one of the producer's latest
+    batches; nothing was stored. (A retried batch the broker remembers is answered with success instead.)"""
+
+    code = 46
+
+
+class InvalidProducerEpochError(RillError):
+    """An idempotent producer's epoch is older than the one the partition has seen: another producer
+    instance took over its id; nothing was stored."""
+
+    code = 47
+
+
+class UnknownProducerIdError(RillError):
+    """The partition holds no state for this producer id (never seen, expired, or evicted) and the batch's
+    sequence is not 0; nothing was stored. The producer bumps its epoch and restarts the sequence at 0."""
+
+    code = 59
+
+
+class SchemaNotFoundError(RillError):
+    """The schema registry has no such subject, version or schema id (or it was deleted)."""
+
+    code = 1010
+
+
+class IncompatibleSchemaError(RillError):
+    """A schema breaks the subject's compatibility mode against its latest version; nothing was registered.
+    ``messages`` says, per problem, the JSON path and what breaks."""
+
+    code = 1011
+
+    def __init__(self, message: str = "", messages: list[str] | None = None):
+        super().__init__(message)
+        self.messages = list(messages or [])
+
+
+class InvalidSchemaError(RillError):
+    """A schema is not a JSON Schema the registry accepts: not a JSON object, not compilable, too deeply
+    nested, or with references outside itself."""
+
+    code = 1012
+
+
+class SchemaValidationError(RillError):
+    """A broker refused a batch for a topic with ``schema.validation=true``: a record lacks the
+    ``schema.id`` header or names an id that is not a registered version of the topic's
+    ``schema.subject``; nothing was appended."""
+
+    code = 1013
+
+
+class SchemaTooLargeError(RillError):
+    """A schema is larger than the registry accepts (64 KiB of canonical JSON)."""
+
+    code = 1014
+
+
+class TooManySchemaVersionsError(RillError):
+    """The subject holds as many versions (deleted ones included) as the registry allows; delete some
+    permanently first."""
+
+    code = 1015
+
+
+class TooManySubjectsError(RillError):
+    """The registry holds as many subjects as it allows; delete some permanently first."""
+
+    code = 1016
+
+
+class SchemaRegistryFullError(RillError):
+    """The registry's schemas take as many bytes as it allows; delete some permanently first."""
+
+    code = 1017
+
+
+class InvalidSubjectError(RillError):
+    """A subject name is empty, longer than 255 characters, or has control characters."""
+
+    code = 1018
+
+
 _BY_CODE: dict[int, type[RillError]] = {}
 for _cls in list(globals().values()):
     if isinstance(_cls, type) and issubclass(_cls, RillError) and _cls.code >= -1:

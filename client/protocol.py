@@ -517,6 +517,107 @@ class DeleteGroupResponse(Struct):
     error_message: str
 
 
+# ---- idempotent producers --------------------------------------------------
+
+
+class InitProducerIdRequest(Struct):
+    """Ask the controller for a new producer id (Kafka's InitProducerId, without transactions)."""
+
+    timeout_ms: int  # how long the client waits; the controller answers within its Raft commit timeout (10 s)
+
+
+class InitProducerIdResponse(Struct):
+    """A producer id never handed out before, at epoch 0; -1 and -1 with an error."""
+
+    error_code: int
+    error_message: str
+    producer_id: int
+    producer_epoch: int
+
+
+# ---- schema registry (JSON Schemas in the Raft metadata; node/schema/) -------
+
+LATEST_VERSION = -1  # GetSchemaRequest.version: the subject's latest version
+NO_SCHEMA_ID = -1  # GetSchemaRequest.id: look up by subject and version instead
+
+
+class RegisterSchemaRequest(Struct):
+    """Register a schema under a subject (controller only). ``schema`` None only sets the subject's mode."""
+
+    subject: str
+    schema: str | None  # JSON text of the schema
+    compatibility: str  # "BACKWARD", "FORWARD", "FULL", "NONE"; "" keeps the subject's (BACKWARD if new)
+    timeout_ms: int
+
+
+class RegisterSchemaResponse(Struct):
+    error_code: int
+    error_message: str
+    version: int
+    id: int
+    messages: list[str]  # with IncompatibleSchemaError: per problem, its JSON path and what breaks
+
+
+class GetSchemaRequest(Struct):
+    """By subject and version (``id`` NO_SCHEMA_ID), or by id (``subject`` "")."""
+
+    subject: str
+    version: int  # LATEST_VERSION or a version >= 1
+    id: int
+
+
+class GetSchemaResponse(Struct):
+    error_code: int
+    error_message: str
+    subject: str  # by id: the subject (and version) the schema was first registered under
+    version: int
+    id: int
+    schema: str
+    compatibility: str
+
+
+class ListSchemasRequest(Struct):
+    subject: str  # "": list the subjects
+
+
+class ListSchemasResponse(Struct):
+    error_code: int
+    error_message: str
+    subjects: list[str]  # subjects with at least one version that is not deleted
+    versions: list[int]  # the subject's versions that are not deleted
+    compatibility: str  # the subject's mode (the default for a subject without one)
+
+
+class CheckSchemaRequest(Struct):
+    subject: str
+    schema: str
+    compatibility: str  # "" checks with the subject's mode
+
+
+class CheckSchemaResponse(Struct):
+    error_code: int
+    error_message: str
+    compatible: bool
+    messages: list[str]
+    compatibility: str  # the mode checked
+    version: int  # the version checked against; -1 when the subject has none
+
+
+class DeleteSchemaRequest(Struct):
+    """Delete one version, or every version (``version`` -1), of a subject (controller only)."""
+
+    subject: str
+    version: int  # -1: every version
+    permanent: bool  # False: soft delete (ids stay resolvable); True: forget the versions
+    timeout_ms: int
+
+
+class DeleteSchemaResponse(Struct):
+    error_code: int
+    error_message: str
+    versions: list[int]
+
+
 # ---- the API table ---------------------------------------------------------
 
 
@@ -559,13 +660,22 @@ DELETE_GROUP = Api(21, "delete_group", DeleteGroupRequest, DeleteGroupResponse)
 # Broker-only: a broker's coordinator creating an internal topic (INTERNAL_TOPICS) through the controller.
 # CREATE_TOPIC refuses internal topics, so a client cannot create one with the wrong partition count.
 CREATE_INTERNAL_TOPIC = Api(22, "create_internal_topic", CreateTopicRequest, TopicResult)
+# Served by the controller only (others answer NotControllerError): ids come from Raft-allocated blocks.
+INIT_PRODUCER_ID = Api(23, "init_producer_id", InitProducerIdRequest, InitProducerIdResponse)
+# The schema registry: changes on the controller only (others answer NotControllerError), reads on any broker.
+REGISTER_SCHEMA = Api(25, "register_schema", RegisterSchemaRequest, RegisterSchemaResponse)
+GET_SCHEMA = Api(26, "get_schema", GetSchemaRequest, GetSchemaResponse)
+LIST_SCHEMAS = Api(27, "list_schemas", ListSchemasRequest, ListSchemasResponse)
+CHECK_SCHEMA_COMPATIBILITY = Api(28, "check_schema_compatibility", CheckSchemaRequest, CheckSchemaResponse)
+DELETE_SCHEMA = Api(29, "delete_schema", DeleteSchemaRequest, DeleteSchemaResponse)
+SCHEMA_APIS = (REGISTER_SCHEMA, GET_SCHEMA, LIST_SCHEMAS, CHECK_SCHEMA_COMPATIBILITY, DELETE_SCHEMA)
 
 APIS: dict[int, Api] = {
     api.key: api
     for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS,
                 OFFSETS_FOR_LEADER_EPOCH, BROKER_REGISTRATION, BROKER_HEARTBEAT, ALTER_ISR, CONTROLLED_SHUTDOWN,
                 ELECT_LEADERS, NODE_STATUS, FIND_COORDINATOR, CONSUMER_GROUP_HEARTBEAT, OFFSET_COMMIT, OFFSET_FETCH,
-                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP, CREATE_INTERNAL_TOPIC)
+                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP, CREATE_INTERNAL_TOPIC, INIT_PRODUCER_ID, *SCHEMA_APIS)
 }
 
 _encoder = msgspec.msgpack.Encoder()

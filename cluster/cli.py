@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rill.client.errors import InvalidConfigError, RillError
-from rill.cluster import console, launcher, tables
+from rill.cluster import console, launcher, schema_cli, tables
 from rill.cluster.layout import (
     ClusterError,
     ClusterLayout,
@@ -441,3 +441,9 @@ def consume(topic_name: str, from_beginning: bool, max_messages: int | None, idl
     except KeyboardInterrupt:
         pass
     click.echo(f"consumed {count} record(s)", err=True)
+
+
+from rill.cluster.dlq_cli import dlq  # noqa: E402 - rill dlq: its commands live in dlq_cli.py
+
+main.add_command(dlq)
+main.add_command(schema_cli.schema)

@@ -44,11 +44,12 @@ INT32_MAX = 2**31 - 1
 MIN_REQUEST_BYTES = 1024
 # Intervals and timeouts that must be positive (an interval of 0 would spin the broker's loop).
 POSITIVE_MS_SETTINGS = ("retention_check_interval_ms", "flush_check_interval_ms", "heartbeat_interval_ms",
-                        "session_timeout_ms", "replica_lag_time_max_ms")
+                        "session_timeout_ms", "replica_lag_time_max_ms", "producer_id_expiration_ms",
+                        "producer_id_expiration_check_interval_ms")
 # Limits on what clients can make a broker hold: each at least 1.
 POSITIVE_LIMITS = ("max_parked_requests_per_connection", "max_parked_requests", "max_pending_acks_per_partition",
                    "max_fetch_wait_ms", "max_produce_timeout_ms", "fetch_max_bytes", "max_groups", "group_max_size",
-                   "offset_metadata_max_bytes", "max_subscription_pattern_length")
+                   "offset_metadata_max_bytes", "max_subscription_pattern_length", "max_producers_per_partition")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,14 @@ class NodeAddress:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Everything a broker process needs to start. ``validate`` says what is wrong, all at once."""
+    """Everything a broker process needs to start. ``validate`` says what is wrong, all at once.
+
+    ``testing_drop_produce_responses`` is for tests only: the fraction (0..1)
+    of produce requests expecting an answer (acks 1 or all) that the broker
+    appends as usual but leaves unanswered, picked at random, so that a test
+    sees the client time out and retry; a broker logs a warning at start when
+    it is set.
+    """
 
     node_id: int
     data_dir: Path
@@ -91,6 +99,12 @@ class NodeConfig:
     group_max_size: int = 1_000  # Kafka's group.max.size: members of one group
     offset_metadata_max_bytes: int = 4_096  # Kafka's offset.metadata.max.bytes
     max_subscription_pattern_length: int = 1_000  # characters of a group member's subscription regex
+    # Idempotent producers: a producer's state on a partition goes after this long without a batch (Kafka's
+    # producer.id.expiration.ms), checked this often; past the cap the least recently written one goes.
+    producer_id_expiration_ms: int = 86_400_000
+    producer_id_expiration_check_interval_ms: int = 600_000  # Kafka's producer.id.expiration.check.interval.ms
+    max_producers_per_partition: int = 10_000
+    testing_drop_produce_responses: float = 0.0  # for tests only: see the class docstring
     topic_naming_policy: str = ""  # a regex every new topic name must match (naming_policy.py); "" for none
     topic_defaults: dict[str, str] = field(default_factory=dict)
     cluster_secret: str | None = field(default=None, repr=False)  # else the env or data dir: cluster_secret.py
@@ -152,6 +166,9 @@ class NodeConfig:
         if not MIN_REQUEST_BYTES <= self.max_request_bytes <= INT32_MAX:
             problems.append(f"max_request_bytes must be from {MIN_REQUEST_BYTES} to {INT32_MAX}, "
                             f"got {self.max_request_bytes}")
+        if not 0.0 <= self.testing_drop_produce_responses <= 1.0:
+            problems.append(f"testing_drop_produce_responses must be from 0 to 1, "
+                            f"got {self.testing_drop_produce_responses}")
         if not self.cluster_id:
             problems.append("cluster_id must not be empty")
         return problems

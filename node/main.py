@@ -37,6 +37,7 @@ from rill.node.config import NodeConfig
 from rill.node.coordinator.group_coordinator import GroupCoordinator, GroupLimits
 from rill.node.event_loop_lag import EventLoopLagMonitor
 from rill.node.log.manager import LogManager
+from rill.node.log.producer_state import ProducerStateSettings
 from rill.node.metadata.controller import Controller
 from rill.node.metadata.lifecycle import BrokerLifecycle
 from rill.node.metadata.naming_policy import NamingPolicy
@@ -51,6 +52,9 @@ from rill.node.replication.offline_leadership import OfflineLeadership
 from rill.node.replication.partition import Partition
 from rill.node.replication.replica_fetcher import FETCH_MAX_BYTES, ReplicaFetcher
 from rill.node.replication.replica_manager import ReplicaLimits, ReplicaManager
+from rill.node.schema.enforcement import SchemaEnforcement
+from rill.node.schema.registry import SchemaRegistry
+from rill.node.schema.registry_state import RegistryState, add_registry_to_raft_dump
 from rill.node.supervisor import FATAL_EXIT_CODE, TaskSupervisor, run_every
 
 log = logging.getLogger("rill.node")
@@ -95,7 +99,8 @@ class Node:
         check_cluster_id(config.node_data_dir, config.cluster_id)
         secret = find_cluster_secret(config.cluster_secret, config.data_dir, len(config.nodes))
         self.state = MetadataState(lambda event: loop.call_soon_threadsafe(self._on_metadata_change, event))
-        self.logs = LogManager(config.node_data_dir)
+        self.logs = LogManager(config.node_data_dir, producer_settings=ProducerStateSettings(
+            config.producer_id_expiration_ms, config.max_producers_per_partition))
         context = zmq.asyncio.Context()
         self.client = BrokerClient(context, config.node_id,
                                    {n.node_id: f"{n.host}:{n.internal_port}" for n in config.nodes},
@@ -125,8 +130,12 @@ class Node:
             server, internal_server = self._bind(context, secret)
             me = config.me
             partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
-            self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners,
-                                 raft_conf(config.node_data_dir, secret.raft_password), consumers=[self.state])
+            raft_settings = raft_conf(config.node_data_dir, secret.raft_password)
+            self.schemas = RegistryState()
+            consumers = [self.state, self.schemas]
+            if add_registry_to_raft_dump(Path(raft_settings.fullDumpFile), len(consumers)):
+                log.info("added the schema registry to the Raft snapshot written by an older version")
+            self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners, raft_settings, consumers=consumers)
             self.controller = Controller(self._raft, self.state, config.cluster_id, config.topic_defaults,
                                          config.session_timeout_ms, self.client.refused_since,
                                          config.auto_leader_rebalance,
@@ -134,7 +143,11 @@ class Node:
             self.lifecycle = BrokerLifecycle(config, self.client, self.state, self.controller_id)
             handler = RequestHandler(self.state, self.controller, self.replicas, self.coordinator,
                                      self.controller_id, self.status,
-                                     self._serving_clients, config.nodes)
+                                     self._serving_clients, config.nodes,
+                                     drop_produce_responses=config.testing_drop_produce_responses)
+            handler.add_routes(SchemaRegistry(self.schemas, self.controller.submit,
+                                              lambda: self.controller.active).routes())
+            self.replicas.produce_check = SchemaEnforcement(self.state, self.schemas).check
             self._handle_signals()
             serving = [self.supervisor.start("client listener", server.serve(handler)),  # node status answers
                        self.supervisor.start("inter-broker listener", internal_server.serve(handler.from_broker))]
@@ -287,6 +300,8 @@ class Node:
             ("group expiry", GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members),
             ("retention", self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup)),
             ("flush", self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due)),
+            ("producer expiry", self.config.producer_id_expiration_check_interval_ms,
+             lambda: self.logs.remove_expired_producers(int(time.time() * 1000))),
         )]
         log.info("node %d serving on %s:%d", self.config.node_id, self.config.me.host, self.config.me.port)
         try:
@@ -341,6 +356,9 @@ def run_node(config: NodeConfig) -> None:
         stream=sys.stderr,
     )
     log.info("node config: %s", config.describe())
+    if config.testing_drop_produce_responses > 0:
+        log.warning("testing_drop_produce_responses=%s: this broker leaves that fraction of produce requests "
+                    "unanswered (for tests only)", config.testing_drop_produce_responses)
     node = Node(config)
     asyncio.run(node.run())
     if node.supervisor.failure is not None:

@@ -14,7 +14,9 @@ class AppendInfo:
     """The offsets an append assigned (or copied), and how much it wrote. Immutable.
 
     For an append of no batches, first_offset is the log end offset,
-    last_offset is one less, and the counts are zero.
+    last_offset is one less, and the counts are zero. For an idempotent
+    producer's retry of batches stored already (nothing written), the offsets
+    are those of the stored batches and the counts are zero.
     """
 
     first_offset: int

@@ -53,6 +53,7 @@ from rill.client.batch import (
 )
 from rill.node.log.config import LogConfig
 from rill.node.log.files import fsync_directory
+from rill.node.log.producer_state import SEQUENCE_WRAP
 from rill.node.log.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -218,7 +219,9 @@ def encode_run(header: BatchHeader, columns: Columns, start: int, end: int) -> b
     """Records [start, end) of a batch as a batch of their own: its offsets, epoch, producer and codec."""
     keys, values, timestamps, headers = columns
     run_headers = headers[start:end]
-    sequence = header.base_sequence + start if header.base_sequence >= 0 else header.base_sequence
+    # The run's first sequence, wrapping at 2**31 as sequences do, so an idempotent producer's state
+    # rebuilt from the cleaned log still sees each record's own sequence.
+    sequence = (header.base_sequence + start) % SEQUENCE_WRAP if header.base_sequence >= 0 else header.base_sequence
     batch = encode_batch(
         values[start:end],
         keys[start:end],

@@ -67,6 +67,22 @@ def write_atomically(path: Path, content: bytes) -> None:
     fsync_directory(path.parent)
 
 
+def replace_file(path: Path, content: bytes) -> None:
+    """Replace ``path`` with ``content`` through a temporary file and a rename, without an fsync.
+
+    A process crash leaves the old file or the new one; a power loss may leave
+    neither whole, so a caller checks what it reads back (a checksum) and can
+    do without the file.
+    """
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        write_fully(descriptor, [content])
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, path)
+
+
 def read_text_or_none(path: Path) -> str | None:
     """The file's text, or None when it does not exist or is not UTF-8."""
     try:

@@ -12,6 +12,7 @@ from rill.node.log.cleaner import finish_swaps
 from rill.node.log.config import LogConfig
 from rill.node.log.files import TEMPORARY_SUFFIX
 from rill.node.log.leader_epoch_cache import EpochEntry, LeaderEpochCache
+from rill.node.log.producer_state import ProducerStateManager, ProducerStateSettings
 from rill.node.log.segment import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -27,14 +28,17 @@ RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 
 
 class LoadedLog(NamedTuple):
-    """What the loader hands the Log: the surviving segments, where recovery is complete, the epoch cache."""
+    """What the loader hands the Log: the surviving segments, where recovery is complete, the epoch cache,
+    the idempotent producers' state."""
 
     segments: LogSegments
     recovery_point: int
     leader_epoch_cache: LeaderEpochCache
+    producer_state: ProducerStateManager
 
 
-def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
+def load_log(directory: Path, config: LogConfig, now_ms: int,
+             producer_settings: ProducerStateSettings | None = None) -> LoadedLog:
     """Open every segment in ``directory`` (created if missing) and make the log whole again.
 
     After a clean shutdown (the marker file exists) segments are trusted and
@@ -44,7 +48,9 @@ def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
     corrupt batch: the rest of that segment and every later segment go.
     A gap between two segments is treated the same way, unless the log is
     compacted (compaction leaves gaps). A compaction interrupted by a crash
-    is completed or discarded first (see :func:`finish_swaps`).
+    is completed or discarded first (see :func:`finish_swaps`). The producer
+    state is the newest snapshot at or below the log end plus the batch
+    headers after it (see ProducerStateManager.load).
     """
     directory.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(directory)
@@ -59,7 +65,9 @@ def load_log(directory: Path, config: LogConfig, now_ms: int) -> LoadedLog:
     cache.truncate_from_end(log_end_offset)
     cache.truncate_from_start(segments.first.base_offset)
     recovery_point = log_end_offset if recovery_point is None else min(recovery_point, log_end_offset)
-    return LoadedLog(segments, recovery_point, cache)
+    producer_state = ProducerStateManager(directory, producer_settings or ProducerStateSettings())
+    producer_state.load(segments, now_ms)
+    return LoadedLog(segments, recovery_point, cache, producer_state)
 
 
 def _remove_leftovers(directory: Path) -> None:

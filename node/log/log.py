@@ -29,6 +29,7 @@ from rill.node.log.config import LogConfig
 from rill.node.log.disk_work import DiskWork
 from rill.node.log.files import fsync_directory, raises_storage_error, write_atomically
 from rill.node.log.loader import CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE, load_log
+from rill.node.log.producer_state import ProducerStateManager, ProducerStateSettings
 from rill.node.log.segment import INT32_MAX, LogSegment
 
 PATCHED_PREFIX_BYTES = PATCH.size  # base offset, batch length, leader epoch: outside the CRC
@@ -74,7 +75,9 @@ class Log:
     (see LeaderEpochCache); ``recovery-point-offset-checkpoint``, the offset
     below which everything is known to be fsynced; ``clean-shutdown``, a
     marker present only while the log is closed cleanly; in a compacted log,
-    ``cleaner-offset-checkpoint`` (see :mod:`rill.node.log.cleaner`).
+    ``cleaner-offset-checkpoint`` (see :mod:`rill.node.log.cleaner`);
+    ``<offset>.snapshot``, the idempotent producers' state below that offset,
+    written at each roll and at close (see :mod:`rill.node.log.producer_state`).
 
     Invariants: offsets are contiguous from ``log_start_offset`` (the first
     segment's base offset) to ``log_end_offset`` (the next offset to assign),
@@ -113,15 +116,17 @@ class Log:
     """
 
     @raises_storage_error
-    def __init__(self, directory: Path, config: LogConfig, *, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, directory: Path, config: LogConfig, *, clock_ms: Callable[[], int] = wall_clock_ms,
+                 producer_settings: ProducerStateSettings | None = None) -> None:
         self.directory = directory
         self.config = config
         self._clock_ms = clock_ms
         new = not directory.exists()
-        loaded = load_log(directory, config, clock_ms())
+        loaded = load_log(directory, config, clock_ms(), producer_settings)
         self._segments = loaded.segments
         self._recovery_point = loaded.recovery_point
         self._leader_epoch_cache = loaded.leader_epoch_cache
+        self._producer_state: ProducerStateManager = loaded.producer_state
         self._cleaned_offset = read_offset_checkpoint(directory / CLEANER_CHECKPOINT_FILE) or 0
         self._unflushed_record_count = 0
         self._last_flush_ms = clock_ms()
@@ -169,6 +174,15 @@ class Log:
         """(epoch, end offset) as Kafka's OffsetsForLeaderEpoch answers; (-1, -1) when unknown."""
         return self._leader_epoch_cache.end_offset_for(epoch, self.log_end_offset)
 
+    @property
+    def producer_state(self) -> ProducerStateManager:
+        """The idempotent producers' state of this replica (read it; the Log changes it)."""
+        return self._producer_state
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        """Forget producers idle for producer_id_expiration_ms; return how many."""
+        return self._producer_state.remove_expired(now_ms)
+
     # Appending
 
     @raises_storage_error
@@ -179,18 +193,31 @@ class Log:
         when any batch is bad (its header, CRC, or a payload that does not hold
         its record count: check_payload), FencedLeaderEpochError when
         ``leader_epoch`` is older than the latest epoch in the log.
+
+        Idempotent batches (producer id 0 or more) are checked against the
+        producer state first (ProducerStateManager.check_append): a producer
+        error writes nothing; a retry of batches already stored writes nothing
+        and returns their original offsets.
         """
         batches = list(iter_batches(records, self.config.max_message_bytes))
         view = memoryview(records)
+        idempotent = False
         for position, header in batches:
             check_payload(header, view[position + HEADER_SIZE : position + header.size])
+            idempotent = idempotent or header.producer_id >= 0
         latest_epoch = self.latest_epoch
         if latest_epoch is not None and leader_epoch < latest_epoch:
             raise FencedLeaderEpochError(f"leader epoch {leader_epoch} is older than {latest_epoch}")
         if not batches:
             return AppendInfo.nothing_at(self.log_end_offset)
+        if idempotent:
+            duplicate = self._producer_state.check_append([header for _, header in batches])
+            if duplicate is not None:
+                return duplicate
         headers, buffers = self._assign_offsets(memoryview(records), batches, leader_epoch)
         info = self._write(headers, buffers)
+        if idempotent:
+            self._producer_state.record(headers, self._clock_ms())
         if leader_epoch >= 0:
             self._leader_epoch_cache.assign(leader_epoch, info.first_offset)
         self._maybe_flush_by_count()
@@ -225,6 +252,7 @@ class Log:
             return AppendInfo.nothing_at(self.log_end_offset)
         self._check_follows_log_end(headers)
         info = self._write(headers, [records])
+        self._producer_state.record(headers, self._clock_ms())
         for header in headers:
             if header.leader_epoch >= 0:
                 self._leader_epoch_cache.assign(header.leader_epoch, header.base_offset)
@@ -265,9 +293,11 @@ class Log:
         return segment
 
     def _roll(self) -> LogSegment:
+        """Start a new active segment, and a producer state snapshot named like it (Kafka's)."""
         self._segments.active.seal()
         segment = LogSegment.create(self.directory, self.log_end_offset, self.config, self._clock_ms())
         self._segments.add(segment)
+        self._producer_state.write_snapshot(segment.base_offset)
         return segment
 
     # Reading
@@ -333,6 +363,7 @@ class Log:
         active = self._segments.active
         active.truncate_to(offset)
         epochs_changed = self._after_truncation()
+        self._producer_state.truncated(self._segments, self._clock_ms())
         return DiskWork(self.directory, active.take_unflushed(), deleted, self._epoch_write_if(epochs_changed))
 
     @raises_storage_error
@@ -344,6 +375,7 @@ class Log:
     def start_full_truncation(self, offset: int) -> DiskWork:
         """The loop half of :meth:`truncate_fully_and_start_at`; the work left deletes the old segments."""
         deleted = [path for segment in self._segments.remove_all() for path in segment.rename_for_deletion()]
+        deleted += self._producer_state.clear()
         self._segments.add(LogSegment.create(self.directory, offset, self.config, self._clock_ms()))
         self._leader_epoch_cache.clear()
         self._store_recovery_point(offset)
@@ -396,6 +428,8 @@ class Log:
         deleted = self._remove_oldest(expired)
         excess = self._excess_segment_count()
         deleted += self._remove_oldest(excess)
+        if expired + excess:
+            deleted += self._producer_state.snapshots_below(self.log_start_offset)
         epochs_changed = expired + excess > 0 and self._leader_epoch_cache.truncate_from_start(
             self.log_start_offset, persist=False)
         return expired + excess, DiskWork(self.directory, [], deleted, self._epoch_write_if(epochs_changed))
@@ -505,12 +539,13 @@ class Log:
     def _swap(self, plan: CompactionPlan, segment: LogSegment, cleaned: LogSegment,
               replaced: list[tuple[LogSegment, LogSegment]], removed: list[LogSegment]) -> None:
         """Put the cleaned copy's files in the place of the segment's, or delete both if nothing stays (unless
-        it is the first segment, which holds the log start offset). The old segment's open descriptors keep
-        serving reads until :meth:`apply_compaction` closes them."""
+        it is the first segment, which holds the log start offset), and its producer state snapshot with it.
+        The old segment's open descriptors keep serving reads until :meth:`apply_compaction` closes them."""
         if cleaned.size_bytes == 0 and segment.base_offset != plan.first_base_offset:
             cleaned.delete()
             for path in segment.file_paths():
                 path.unlink(missing_ok=True)
+            self._producer_state.delete_snapshot(segment.base_offset)
             fsync_directory(self.directory)
             removed.append(segment)
             return
@@ -610,6 +645,7 @@ class Log:
             return
         self._segments.active.seal()
         self._flush(self._clock_ms())
+        self._producer_state.write_snapshot(self.log_end_offset)
         for segment in self._segments:
             segment.close()
         write_atomically(self.directory / CLEAN_SHUTDOWN_FILE, b"")

@@ -25,6 +25,7 @@ from rill.node.log.config import LogConfig
 from rill.node.log.disk_work import DiskWork
 from rill.node.log.executor import LogExecutor
 from rill.node.log.log import Log, wall_clock_ms
+from rill.node.log.producer_state import ProducerStateSettings
 
 # The partition directory is "<topic>-<partition>". Greedy on the topic, so the split is on the last "-":
 # topic names may contain "-".
@@ -87,9 +88,11 @@ class LogManager:
         clock_ms: Callable[[], int] = wall_clock_ms,
         cleanable_end_offset: EndOffsets = _no_end_offset,
         executor: LogExecutor | None = None,
+        producer_settings: ProducerStateSettings | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.default_config = default_config or LogConfig()
+        self.producer_settings = producer_settings or ProducerStateSettings()
         self.cleanable_end_offset = cleanable_end_offset
         self.on_storage_error: StorageErrorListener = self._take_offline_on_error
         self._clock_ms = clock_ms
@@ -115,7 +118,8 @@ class LogManager:
         log = self._logs.get(key)
         if log is None:
             directory = self._partition_directory(topic, partition)
-            log = Log(directory, config or self.default_config, clock_ms=self._clock_ms)
+            log = Log(directory, config or self.default_config, clock_ms=self._clock_ms,
+                      producer_settings=self.producer_settings)
             self._logs[key] = log
         return log
 
@@ -153,7 +157,8 @@ class LogManager:
                 logger.error("leaving the log of %s-%d closed: %s", topic, partition, error)
                 continue
             log = await self._executor.run(functools.partial(
-                Log, directory, config or self.default_config, clock_ms=self._clock_ms))
+                Log, directory, config or self.default_config, clock_ms=self._clock_ms,
+                producer_settings=self.producer_settings))
             self._logs[(topic, partition)] = log
             opened.append((topic, partition))
         return opened
@@ -264,6 +269,13 @@ class LogManager:
                 if ratio > 0 and ratio >= log.config.min_cleanable_dirty_ratio:
                     due.append((ratio, key))
         return due
+
+    def remove_expired_producers(self, now_ms: int) -> int:
+        """Forget, on every log, idempotent producers idle for producer_id_expiration_ms; return how many.
+
+        Only in-memory state changes (the next snapshot leaves them out), so it runs on the loop.
+        """
+        return sum(log.remove_expired_producers(now_ms) for log in self._logs.values())
 
     async def flush_due(self, now_ms: int) -> int:
         """Flush every log whose flush.ms has passed, the fsyncs of different logs in parallel; return how

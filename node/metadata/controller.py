@@ -34,6 +34,7 @@ from rill.client.errors import (
 from rill.client.topic_names import colliding_name, topic_name_problem
 from rill.node.metadata.liveness import BrokerLiveness
 from rill.node.metadata.naming_policy import NamingPolicy
+from rill.node.metadata.producer_ids import ProducerIdBlocks
 from rill.node.metadata.state import (
     BrokerRegistration,
     MetadataState,
@@ -103,6 +104,7 @@ class Controller:
         self._fencing: set[int] = set()
         self._electing = False
         self._creating = asyncio.Lock()
+        self._producer_ids = ProducerIdBlocks(lambda: self._submit(self._state.allocate_producer_id_block))
 
     @property
     def active(self) -> bool:
@@ -123,6 +125,11 @@ class Controller:
             return await asyncio.wait_for(future, self._timeout_s)
         except asyncio.TimeoutError:
             raise RequestTimeoutError("the metadata change did not commit in time") from None
+
+    async def submit(self, command: Callable[..., Any], *args: Any) -> Any:
+        """Run a replicated command of any consumer of this Raft (the schema registry's too) and wait for its
+        result; NotControllerError unless this broker is the controller."""
+        return await self._submit(command, *args)
 
     async def _submit_checked(self, command: Callable[..., Any], *args: Any) -> None:
         code = await self._submit(command, *args)
@@ -258,6 +265,18 @@ class Controller:
         code = await self._submit(self._state.delete_topic, name, topic.topic_id)
         if code:
             raise error_for_code(code, f"topic {name!r} does not exist")
+
+    # ---- producer ids -----------------------------------------------------------------------
+
+    async def init_producer_id(self) -> int:
+        """A producer id never handed out before, for an idempotent producer (its epoch starts at 0).
+
+        Only the controller hands them out (NotControllerError elsewhere),
+        from a block it took through Raft (producer_ids.py).
+        """
+        if not self.active:
+            raise NotControllerError("this broker is not the controller (Raft leader)")
+        return await self._producer_ids.next_id()
 
 
 def _resolve(future: asyncio.Future, result: Any, error: int) -> None:

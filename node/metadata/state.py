@@ -39,6 +39,8 @@ from rill.client.errors import (
     UnknownTopicError,
 )
 
+PRODUCER_ID_BLOCK_SIZE = 1000  # producer ids a controller takes at once (Kafka's block size)
+
 
 @dataclass(frozen=True)
 class BrokerRegistration:
@@ -138,13 +140,21 @@ class MetadataState(SyncObjConsumer):
     A pysyncobj consumer: attributes set before ``super().__init__`` (the
     change callback) are not part of the replicated state; those set after are
     pickled into the Raft dump.
+
+    ``next_producer_id`` is the first producer id no controller has taken
+    yet: controllers take blocks of PRODUCER_ID_BLOCK_SIZE ids with
+    ``allocate_producer_id_block``, so no id is handed out twice. (A class
+    attribute as well, for a Raft dump written before it existed.)
     """
+
+    next_producer_id: int = 0
 
     def __init__(self, on_change: Callable[[str], None]):
         self._on_change = on_change
         super().__init__()
         self.brokers: dict[int, BrokerRegistration] = {}
         self.topics: dict[str, TopicState] = {}
+        self.next_producer_id = 0
 
     def _deserialize(self, data: dict) -> None:
         """A Raft snapshot replaced the state at once: announce every topic it changed."""
@@ -288,6 +298,20 @@ class MetadataState(SyncObjConsumer):
         self.topics = topics
         self._on_change(f"topic:{name}")
         return 0
+
+    # ---- producer ids --------------------------------------------------------------------
+
+    @replicated
+    def allocate_producer_id_block(self) -> int:
+        """Take the next PRODUCER_ID_BLOCK_SIZE producer ids for the controller that asked; the first one.
+
+        Not idempotent: each commit takes a new block, which is what keeps ids
+        unique when a controller retries or a new one takes over (a block
+        lost that way is only skipped).
+        """
+        first = self.next_producer_id
+        self.next_producer_id = first + PRODUCER_ID_BLOCK_SIZE
+        return first
 
 
 def partitions_led_by(topics: Iterable[TopicState], node_id: int) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from rill.client.errors import InvalidConfigError
+from rill.client.schema_registry import subject_problem
 from rill.node.log.config import INDEX_ENTRY_BYTES_MAX, MAXIMUM_SEGMENT_BYTES, MINIMUM_SEGMENT_BYTES, LogConfig
 
 INT32_MAX = 2**31 - 1  # Kafka's "int" settings
@@ -76,6 +77,14 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _schema_subject(text: str) -> str:
+    """No subject (the empty string) or a subject name (client/schema_registry.py subject_problem)."""
+    problem = subject_problem(text) if text else None
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
 def _optional_positive(text: str) -> int | None:
     """-1 or empty means 'never'; otherwise a positive integer."""
     if text in ("", "-1"):
@@ -104,6 +113,9 @@ SETTINGS: dict[str, Setting] = {
     "flush.ms": Setting("-1", _optional_positive, "fsync after this long; -1: leave it to the OS"),
     "min.insync.replicas": Setting("1", _integer(1, INT32_MAX), "replicas that must have a record for acks=all"),
     "unclean.leader.election.enable": Setting("false", _boolean, "allow an out-of-sync replica to lead"),
+    "schema.subject": Setting("", _schema_subject, "the schema registry subject of the topic's values"),
+    "schema.validation": Setting("false", _boolean, "refuse batches whose records do not carry the id of a "
+                                 "registered version of schema.subject (header schema.id)"),
 }
 
 
@@ -133,6 +145,9 @@ def validate_topic_config(config: Mapping[str, object], defaults: Mapping[str, o
             full[name] = setting_text(value)
     for name in SETTINGS:
         _parse(full, name)  # settings that nothing below builds (unclean.leader.election.enable) are checked too
+    if _parse(full, "schema.validation") and not full["schema.subject"]:
+        raise InvalidConfigError("schema.validation=true needs schema.subject: the subject whose registered "
+                                 "schema ids the topic's records must carry")
     topic_settings(full)
     return full
 

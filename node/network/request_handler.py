@@ -15,6 +15,8 @@ registration must match the node list.
 
 from __future__ import annotations
 
+import inspect
+import random
 from typing import Callable, Iterable
 
 from rill.client import protocol
@@ -34,7 +36,8 @@ CLIENT_APIS = {api.key for api in (protocol.METADATA, protocol.CREATE_TOPIC, pro
                                    protocol.DESCRIBE_CONFIGS, protocol.PRODUCE, protocol.LIST_OFFSETS,
                                    protocol.ELECT_LEADERS, protocol.FIND_COORDINATOR,
                                    protocol.CONSUMER_GROUP_HEARTBEAT, protocol.OFFSET_COMMIT, protocol.OFFSET_FETCH,
-                                   protocol.LIST_GROUPS, protocol.DESCRIBE_GROUP, protocol.DELETE_GROUP)}
+                                   protocol.LIST_GROUPS, protocol.DESCRIBE_GROUP, protocol.DELETE_GROUP,
+                                   protocol.INIT_PRODUCER_ID, *protocol.SCHEMA_APIS)}
 BROKER_APIS = {api.key for api in (protocol.OFFSETS_FOR_LEADER_EPOCH, protocol.BROKER_REGISTRATION,
                                    protocol.BROKER_HEARTBEAT, protocol.ALTER_ISR, protocol.CONTROLLED_SHUTDOWN,
                                    protocol.CREATE_INTERNAL_TOPIC)}
@@ -46,7 +49,10 @@ class RequestHandler:
     def __init__(self, state: MetadataState, controller: Controller, replicas: ReplicaManager,
                  coordinator: GroupCoordinator, controller_id: Callable[[], int],
                  status: Callable[[], protocol.NodeStatusResponse], serving_clients: Callable[[], bool],
-                 nodes: Iterable[NodeAddress]):
+                 nodes: Iterable[NodeAddress], drop_produce_responses: float = 0.0):
+        """``drop_produce_responses``: NodeConfig.testing_drop_produce_responses (for tests only)."""
+        self._drop_produce_responses = drop_produce_responses
+        self._drop_random = random.Random()
         self._state = state
         self._nodes = {node.node_id: node for node in nodes}
         self._serving_clients = serving_clients
@@ -60,7 +66,7 @@ class RequestHandler:
             protocol.DELETE_TOPIC.key: self.delete_topic,
             protocol.CREATE_INTERNAL_TOPIC.key: lambda request: self.create_topic(request, internal=True),
             protocol.DESCRIBE_CONFIGS.key: self.describe_configs,
-            protocol.PRODUCE.key: replicas.produce,
+            protocol.PRODUCE.key: self.produce,
             protocol.FETCH.key: replicas.fetch,
             protocol.LIST_OFFSETS.key: replicas.list_offsets,
             protocol.OFFSETS_FOR_LEADER_EPOCH.key: replicas.offsets_for_leader_epoch,
@@ -77,7 +83,12 @@ class RequestHandler:
             protocol.LIST_GROUPS.key: coordinator.list_groups,
             protocol.DESCRIBE_GROUP.key: coordinator.describe_group,
             protocol.DELETE_GROUP.key: coordinator.delete_group,
+            protocol.INIT_PRODUCER_ID.key: self.init_producer_id,
         }
+
+    def add_routes(self, routes: dict[int, Callable[[object], object]]) -> None:
+        """Serve more APIs, each by its key: the schema registry's (node/schema/registry.py)."""
+        self._routes.update(routes)
 
     def __call__(self, api: protocol.Api, request: object) -> object:
         """Serve a request from the client port: anything but what only brokers may ask."""
@@ -177,3 +188,30 @@ class RequestHandler:
             return protocol.DescribeConfigsResponse(request.topic, UnknownTopicError.code,
                                                     f"unknown topic {request.topic!r}", {})
         return protocol.DescribeConfigsResponse(request.topic, 0, "", dict(topic.config))
+
+    # ---- idempotent producers ------------------------------------------------------------
+
+    async def init_producer_id(self, request: protocol.InitProducerIdRequest) -> protocol.InitProducerIdResponse:
+        """A new producer id at epoch 0, from the controller (elsewhere: NotControllerError in the body)."""
+        try:
+            producer_id = await self._controller.init_producer_id()
+        except RillError as error:
+            return protocol.InitProducerIdResponse(error.code, str(error), -1, -1)
+        return protocol.InitProducerIdResponse(0, "", producer_id, 0)
+
+    def produce(self, request: protocol.ProduceRequest) -> object:
+        """PRODUCE. With testing_drop_produce_responses, that fraction of the produces that expect an answer
+        is appended as usual but left unanswered, so that tests see the client time out and retry."""
+        result = self._replicas.produce(request)
+        if request.acks == 0 or self._drop_random.random() >= self._drop_produce_responses:
+            return result
+        return _unanswered(result)
+
+
+async def _unanswered(result: object) -> None:
+    """Let a produce finish (an acks=all one waits for the replicas), then send nothing back."""
+    if inspect.isawaitable(result):
+        try:
+            await result
+        except RillError:
+            pass

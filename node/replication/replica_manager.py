@@ -92,6 +92,9 @@ class ReplicaManager:
         # Topics whose stored config this broker cannot apply: the topic and why. Their partitions stay
         # offline here (their logs closed) while every other topic is served.
         self._offline: dict[str, tuple[TopicState, str]] = {}
+        # Checks a client's records for a topic before they are appended, raising a RillError to refuse them
+        # (schema enforcement, node/schema/enforcement.py); it returns at once for topics that check nothing.
+        self.produce_check: Callable[[str, bytes], None] | None = None
 
     # ---- following the metadata ------------------------------------------
 
@@ -209,6 +212,8 @@ class ReplicaManager:
             if topic in protocol.INTERNAL_TOPICS and not internal:
                 raise InvalidTopicError(f"{topic} is an internal topic: only the brokers write to it")
             partition = self._partition(topic, data.partition)
+            if self.produce_check is not None and not internal:
+                self.produce_check(topic, data.records)
             if acks == -1:
                 self._check_pending_acks((topic, data.partition))
             info = partition.append_as_leader(data.records, acks)

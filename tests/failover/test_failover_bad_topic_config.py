@@ -49,6 +49,8 @@ def _with_config(command: bytes, topic: str, changes: dict[str, str]) -> bytes:
     if command[:1] != REGULAR_COMMAND:
         return command
     call = pickle.loads(command[1:])
+    if not isinstance(call, tuple):  # a call without arguments is stored as its method id alone
+        return command
     arguments = call[1]
     if not (arguments and isinstance(arguments[0], TopicState) and arguments[0].name == topic):
         return command

@@ -24,13 +24,15 @@ def other_than_default(item: dataclasses.Field) -> object:
         return not item.default
     if isinstance(item.default, int):
         return item.default + 1
+    if isinstance(item.default, float):
+        return item.default + 0.5  # testing_drop_produce_responses: a fraction
     return "v" * 40  # str settings: cluster_id, cluster_secret (at least 32 characters)
 
 
 def toml_value(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
-    return str(value) if isinstance(value, int) else f'"{value}"'
+    return str(value) if isinstance(value, (int, float)) else f'"{value}"'
 
 
 def load(tmp_path: Path, text: str) -> NodeConfig:

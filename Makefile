@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 USERS ?= 20
 RUN_TIME ?= 30s
 FUZZ_CASES ?= 100000
+DURATION ?= 20
+RATE ?= 50
 
 # Every node's client address: 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 by default,
 # which is also the rill command's default --bootstrap.
@@ -30,7 +32,7 @@ $(error usage: make kill-node N=<node id> [SIGNAL=KILL|TERM|STOP|CONT], or make 
 endif
 endif
 
-.PHONY: cluster status down test fuzz bench loadtest kill-node start-node clean
+.PHONY: cluster status down test fuzz bench demo loadtest kill-node start-node clean
 
 # The virtualenv, rebuilt when pyproject.toml changes. A failed install
 # backdates .venv so that the next run tries again instead of trusting it.
@@ -75,6 +77,12 @@ fuzz: $(VENV)
 
 bench: $(VENV)
 	$(BIN)/python loadtest/bench.py
+
+# The e-commerce demo (examples/ecommerce): starts the cluster if none answers, the order, payment, inventory and
+# notification services, places orders for DURATION seconds at RATE per second, shows a live summary, stops what it started.
+demo: $(VENV)
+	$(BIN)/python examples/ecommerce/demo.py --nodes $(NODES) --base-port $(BASE_PORT) --data-dir $(DATA_DIR) \
+		--duration $(DURATION) --rate $(RATE)
 
 # Locust, headless, against the running cluster (make cluster): publishers and a consumer group.
 loadtest: $(VENV)

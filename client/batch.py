@@ -323,18 +323,9 @@ def check_payload(header: BatchHeader, body: memoryview) -> None:
     """
     body = _uncompressed(header, body)
     count = header.record_count
-    if len(body) < 1:
-        raise CorruptRecordError("batch payload is empty")
-    flags = body[0]
+    flags, position = _header_columns_start(body, count)
     if flags & ~(FLAG_KEYS | FLAG_HEADERS):
         raise CorruptRecordError(f"batch payload has unknown flags {flags:#x}")
-    position = 1
-    column_bytes = 0
-    if flags & FLAG_KEYS:
-        key_lengths, position = _read_array("i", body, position, count)
-        column_bytes += _column_bytes(key_lengths)
-    value_lengths, position = _read_array("i", body, position, count)
-    position += 8 * count + column_bytes + _column_bytes(value_lengths)  # timestamp deltas, keys, values
     if flags & FLAG_HEADERS:
         counts, position = _read_array("i", body, position, count)
         if min(counts, default=0) < 0:
@@ -354,6 +345,20 @@ def check_payload(header: BatchHeader, body: memoryview) -> None:
         raise CorruptRecordError(f"batch payload holds {len(body)} bytes, its {count} records' columns {position}")
 
 
+def _header_columns_start(body: memoryview, count: int) -> tuple[int, int]:
+    """(flags, position of the header columns): skips keys, values and timestamps by their length columns."""
+    if len(body) < 1:
+        raise CorruptRecordError("batch payload is empty")
+    flags = body[0]
+    position = 1
+    column_bytes = 0
+    if flags & FLAG_KEYS:
+        key_lengths, position = _read_array("i", body, position, count)
+        column_bytes += _column_bytes(key_lengths)
+    value_lengths, position = _read_array("i", body, position, count)
+    return flags, position + 8 * count + column_bytes + _column_bytes(value_lengths)  # timestamps, keys, values
+
+
 def _column_bytes(lengths: array) -> int:
     """Bytes of a concatenated column whose lengths are ``lengths`` (-1: a null item, no bytes)."""
     if min(lengths, default=0) < -1:
@@ -371,18 +376,9 @@ def header_values(header: BatchHeader, body: memoryview, name: str) -> list[byte
     """
     body = _uncompressed(header, body)
     count = header.record_count
-    if len(body) < 1:
-        raise CorruptRecordError("batch payload is empty")
-    flags = body[0]
+    flags, position = _header_columns_start(body, count)
     if not flags & FLAG_HEADERS:
         return [None] * count
-    position = 1
-    column_bytes = 0
-    if flags & FLAG_KEYS:
-        key_lengths, position = _read_array("i", body, position, count)
-        column_bytes += _column_bytes(key_lengths)
-    value_lengths, position = _read_array("i", body, position, count)
-    position += 8 * count + column_bytes + _column_bytes(value_lengths)  # timestamp deltas, keys, values
     counts, position = _read_array("i", body, position, count)
     if min(counts, default=0) < 0:
         raise CorruptRecordError("batch has a negative header count")

@@ -29,14 +29,9 @@ class OffsetOutOfRangeError(RillError):
     code = 1
 
 
-class CorruptRecordError(RillError):
-    """A record batch failed its CRC, size or format check; nothing was stored.
-
-    From a consumer's poll it names where: ``topic``, ``partition`` and ``offset``, the offset of the
-    next record the consumer would have returned (the bad batch holds it); None from a broker.
-    """
-
-    code = 2
+class RecordAtOffsetError(RillError):
+    """Base of the errors a consumer's poll raises at one record: ``topic``, ``partition`` and ``offset``
+    name it (None when a broker raised it)."""
 
     def __init__(self, message: str = "", topic: str | None = None, partition: int | None = None,
                  offset: int | None = None):
@@ -44,6 +39,16 @@ class CorruptRecordError(RillError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
+
+
+class CorruptRecordError(RecordAtOffsetError):
+    """A record batch failed its CRC, size or format check; nothing was stored.
+
+    From a consumer's poll it names where: ``topic``, ``partition`` and ``offset``, the offset of the
+    next record the consumer would have returned (the bad batch holds it); None from a broker.
+    """
+
+    code = 2
 
 
 class UnknownTopicError(RillError):
@@ -314,7 +319,7 @@ class SerializationError(RillError):
     code = -6
 
 
-class DeserializationError(RillError):
+class DeserializationError(RecordAtOffsetError):
     """A record's key or value could not be deserialized; ``topic``, ``partition`` and ``offset`` name it.
 
     A consumer's poll returns the records before it first, then raises this every poll until the
@@ -322,13 +327,6 @@ class DeserializationError(RillError):
     """
 
     code = -7
-
-    def __init__(self, message: str = "", topic: str | None = None, partition: int | None = None,
-                 offset: int | None = None):
-        super().__init__(message)
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
 
 
 class OutOfOrderSequenceError(RillError):

@@ -14,6 +14,7 @@ started (the cluster too, if it started it).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -136,8 +137,13 @@ def summary(state_dir: Path, group_lags: dict[str, int | None], processes: dict[
 
 
 def caught_up(state_dir: Path, group_lags: dict[str, int | None]) -> bool:
-    """The order service is done and every service group has committed up to the end of the topic."""
-    return read_json(state_dir / "order.json").get("done", False) and all(lag == 0 for lag in group_lags.values())
+    """The order service is done, every service group has committed up to the end of the topic, and every
+    service has counted each order (handled or dead-lettered) in the counters it writes after each round."""
+    order = read_json(state_dir / "order.json")
+    if not order.get("done") or any(lag != 0 for lag in group_lags.values()):
+        return False
+    counted = [read_json(state_dir / f"{service}.json") for service in SERVICES]
+    return all(stats.get("handled", 0) + stats.get("dead_lettered", 0) >= order["placed"] for stats in counted)
 
 
 def watch(bootstrap: str, state_dir: Path, processes: dict[str, subprocess.Popen], duration: float,
@@ -185,8 +191,9 @@ def main(nodes: int, base_port: int, data_dir: Path, duration: float, rate: floa
         console.print(f"services started (logs and counters in {state_dir}); placing orders for {duration:g} s")
         final = watch(bootstrap, state_dir, processes, duration, console)
         console.print(final)
-        console.print(f"dead letters: rill dlq list {ORDERS_TOPIC}.dlq --bootstrap {bootstrap}")
-        console.print(f"a group:      rill groups describe payments --bootstrap {bootstrap}")
+        rill = os.path.relpath(Path(sys.executable).parent / "rill")
+        console.print(f"dead letters: {rill} dlq list {ORDERS_TOPIC}.dlq --bootstrap {bootstrap}")
+        console.print(f"a group:      {rill} groups describe payments --bootstrap {bootstrap}")
     finally:
         stop(processes)
         if started_cluster:

@@ -36,6 +36,7 @@ from rill.node.cluster_secret import ClusterSecret, find_cluster_secret
 from rill.node.config import NodeConfig
 from rill.node.coordinator.group_coordinator import GroupCoordinator, GroupLimits
 from rill.node.event_loop_lag import EventLoopLagMonitor
+from rill.node.http.server import HttpServer
 from rill.node.log.manager import LogManager
 from rill.node.log.producer_state import ProducerStateSettings
 from rill.node.metadata.controller import Controller
@@ -148,10 +149,12 @@ class Node:
             handler.add_routes(SchemaRegistry(self.schemas, self.controller.submit,
                                               lambda: self.controller.active).routes())
             self.replicas.produce_check = SchemaEnforcement(self.state, self.schemas).check
+            self.http = HttpServer(me.host, me.http_port)  # every HTTP route is added before it starts
             self._handle_signals()
             serving = [self.supervisor.start("client listener", server.serve(handler)),  # node status answers
                        self.supervisor.start("inter-broker listener", internal_server.serve(handler.from_broker))]
             try:
+                await self.http.start()
                 if await self._wait_for_raft():
                     await self._open_logs()
                     await self._serve()
@@ -161,6 +164,7 @@ class Node:
                     task.cancel()
                 server.close()
                 internal_server.close()
+                await self.http.close()
         finally:
             authenticator.stop()
             await self._shutdown(context)

@@ -63,9 +63,19 @@ status: $(VENV)
 down: $(VENV)
 	$(BIN)/rill cluster down --data-dir $(DATA_DIR)
 
+# The console's browser tests (tests/browser) drive Debian's chromium package, never a downloaded browser.
+# As root, install it when it is missing; elsewhere, or if apt-get fails, those tests skip and say why.
+.PHONY: chromium
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "could not install chromium: the browser tests will skip"; \
+	fi
+
 # pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
 # The property tests run their fast derandomized subset here, whatever HYPOTHESIS_PROFILE the shell has.
-test: $(VENV)
+test: $(VENV) chromium
 	HYPOTHESIS_PROFILE=default $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Fuzzes a real broker over its wire protocol (tests/fuzz): FUZZ_CASES random cases in all, no test timeout;

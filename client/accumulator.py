@@ -6,7 +6,8 @@ few list appends, no encoding); a batch closes when it reaches
 bounded by ``buffer_memory``: ``append`` blocks up to ``max_block_ms`` while
 the sender catches up; a batch's bytes count until it is acknowledged, or,
 with acks=0, until ZeroMQ has handed them to the connection. Thread-safe:
-one lock guards every batch list.
+one lock guards every batch list. It also holds the producer's metrics
+(client/producer_metrics.py), which it and the sender thread count into.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Container, Mapping
 from rill.client import batch as batch_format
 from rill.client.arguments import check_timeout_s
 from rill.client.errors import ProducerClosedError, RequestTimeoutError, RillError
+from rill.client.producer_metrics import ProducerMetrics
 from rill.client.types import RecordMetadata
 
 log = logging.getLogger(__name__)
@@ -220,6 +222,7 @@ class RecordAccumulator:
         self._closed_reason: str | None = None
         self._serials = itertools.count()
         self.flushing = 0
+        self.metrics = ProducerMetrics(buffer_memory)
 
     def append(self, topic: str, partition: int, timestamp: int, key: bytes | None, value: bytes | None,
                headers: Mapping[str, bytes] | None, size: int) -> RecordFuture:
@@ -311,7 +314,20 @@ class RecordAccumulator:
             self._unfinished.remove(batch)
             self._buffered_bytes -= batch.size_bytes - batch_format.HEADER_SIZE - 1
             self._memory_freed.notify_all()
+        # Counted before the futures complete: once flush() returns, metrics() shows its records.
+        self.metrics.batch_finished(batch.record_count, 0 if batch.encoded is None else len(batch.encoded), error)
         batch.result.complete(base_offset, error)
+
+    def usage(self) -> tuple[int, int, int]:
+        """(bytes buffered, records not yet sent, records in requests awaiting an answer): for metrics."""
+        queued = in_flight = 0
+        with self._lock:
+            for batch in self._unfinished:
+                if batch.in_flight:
+                    in_flight += len(batch.timestamps)
+                else:
+                    queued += len(batch.timestamps)
+            return self._buffered_bytes, queued, in_flight
 
     def unfinished(self) -> list[ProducerBatch]:
         with self._lock:

@@ -6,9 +6,10 @@ network client). Metadata changes go to the controller; a NotController or
 connection error refreshes metadata and retries until the request timeout.
 Group calls go to the group's coordinator through a CoordinatorLink, which
 retries across coordinator moves; each broker lists the groups it
-coordinates, so ``list_groups`` asks every live broker. Lag is the
-partition's high watermark (ListOffsets "latest" from its leader) minus the
-group's committed offset. Schema changes go to the controller and return
+coordinates, so ``list_groups`` asks every live broker. Lag comes from the
+group's coordinator (client/group_lag.py): the partition's high watermark
+minus the group's committed offset, and the age of the first uncommitted
+record. Schema changes go to the controller and return
 once every live broker serves them; schema reads go to any broker.
 
 Arguments of the wrong type raise TypeError at the call, before any request;
@@ -43,6 +44,7 @@ from rill.client.errors import (
     UnknownTopicError,
     error_for_code,
 )
+from rill.client.group_lag import partition_lags
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import (
     FAST_CONNECT_TIMEOUT_MS,
@@ -59,7 +61,6 @@ from rill.client.types import (
     GroupMember,
     GroupSummary,
     PartitionInfo,
-    PartitionLag,
     TopicDescription,
     TopicPartition,
 )
@@ -206,7 +207,8 @@ class Admin:
         return [groups[group_id] for group_id in sorted(groups)]
 
     def describe_group(self, group_id: str) -> GroupDescription:
-        """A group's state, epoch, members, and per partition its committed offset, log end and lag.
+        """A group's state, epoch, members, per partition its committed offset, log end, lag (records and
+        seconds) and owner, and its lag state ("OK", "CATCHING_UP", "STALLED"), all from its coordinator.
 
         Partitions are those with a committed offset or assigned to a member. Raises
         GroupIdNotFoundError for a group with neither members nor committed offsets.
@@ -214,14 +216,10 @@ class Admin:
         _check_group_id(group_id)
         with self._lock:
             answer = self._group_request(group_id, protocol.DESCRIBE_GROUP, protocol.DescribeGroupRequest(group_id))
-            members = [_member(description) for description in answer.members]
-            committed = {TopicPartition(topic.topic, entry.partition): entry.offset
-                         for topic in answer.offsets for entry in topic.partitions if entry.offset >= 0}
-            listed = sorted(set(committed) | {tp for member in members for tp in member.assignment})
-            ends = self._log_ends(listed)
-        partitions = [_partition_lag(tp, committed.get(tp), ends.get(tp, -1)) for tp in listed]
+        members = [_member(description) for description in answer.members]
+        partitions = partition_lags(answer)
         return GroupDescription(answer.group_id, answer.state, answer.group_epoch, answer.assignor, members,
-                                partitions, sum(p.lag for p in partitions if p.lag is not None))
+                                partitions, sum(p.lag for p in partitions if p.lag is not None), answer.lag_state)
 
     def reset_offsets(self, group_id: str, topic: str, *, to_earliest: bool = False, to_latest: bool = False,
                       to_offset: int | None = None, to_datetime: datetime | str | None = None,
@@ -295,14 +293,6 @@ class Admin:
             return {tp: min(max(value, starts[tp]), ends[tp]) for tp in partitions}
         found = self._list_offsets(partitions, value)
         return {tp: found[tp] if found[tp] >= 0 else ends[tp] for tp in partitions}
-
-    def _log_ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """High watermarks of those partitions that still exist (a deleted topic's are left out)."""
-        if not partitions:
-            return {}
-        self._metadata.refresh(self._network, sorted({tp.topic for tp in partitions}), self._timeout_ms)
-        existing = [tp for tp in partitions if tp.partition < (self._metadata.partition_count(tp.topic) or 0)]
-        return self._list_offsets(existing, protocol.LATEST_TIMESTAMP)
 
     def _list_offsets(self, partitions: list[TopicPartition], timestamp: int) -> dict[TopicPartition, int]:
         return list_offsets(self._network, self._metadata, {tp: timestamp for tp in partitions}, self._timeout_ms)
@@ -522,12 +512,6 @@ def _member(description: protocol.MemberDescription) -> GroupMember:
     assignment = [TopicPartition(topic.topic, p) for topic in description.assignment for p in topic.partitions]
     return GroupMember(description.member_id, description.client_id, description.member_epoch,
                        list(description.subscribed_topics), description.subscribed_pattern, sorted(assignment))
-
-
-def _partition_lag(tp: TopicPartition, committed: int | None, log_end: int) -> PartitionLag:
-    """Lag is None when nothing is committed or the log end is unknown (-1: the topic is gone)."""
-    lag = None if committed is None or log_end < 0 else log_end - committed
-    return PartitionLag(tp.topic, tp.partition, committed, log_end, lag)
 
 
 def _reset_target(to_earliest: bool, to_latest: bool, to_offset: int | None,

@@ -37,6 +37,7 @@ from rill.client.consumer_arguments import (
     check_subscription,
 )
 from rill.client.consumer_config import ConsumerConfig, RebalanceCallback, check_bootstrap, check_settings_subscription
+from rill.client.consumer_metrics import ConsumerMetrics
 from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
     ConsumerClosedError,
@@ -46,6 +47,7 @@ from rill.client.errors import (
     RillError,
 )
 from rill.client.fetcher import Fetcher
+from rill.client.group_lag import partition_lags
 from rill.client.group_membership import GroupMembership
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient, parse_bootstrap
@@ -54,7 +56,7 @@ from rill.client.offset_lookup import list_offsets
 from rill.client.rebalance import Rebalancer, names
 from rill.client.serialization import DeserializerLike
 from rill.client.subscription_state import SubscriptionState
-from rill.client.types import Record, TopicPartition
+from rill.client.types import PartitionLag, Record, TopicPartition
 from rill.client.zmq_flavor import new_context
 
 log = logging.getLogger(__name__)
@@ -103,14 +105,15 @@ class Consumer:
         self._context = new_context()
         self._network = NetworkClient(self._context, client_id)
         self._subscriptions = SubscriptionState()
-        self._fetcher = Fetcher(self._network, self._metadata, self._subscriptions, config)
+        self._metrics = ConsumerMetrics()
+        self._fetcher = Fetcher(self._network, self._metadata, self._subscriptions, config, self._metrics)
         self._link: CoordinatorLink | None = None
         self._committer: OffsetCommitter | None = None
         if group_id is not None:
             self._link = CoordinatorLink(self._network, self._metadata, group_id, request_timeout_ms)
             self._committer = OffsetCommitter(self._network, self._metadata, self._link, self._subscriptions,
                                               auto_commit_interval_ms if enable_auto_commit else None,
-                                              request_timeout_ms)
+                                              request_timeout_ms, self._metrics)
         self._group: GroupMembership | None = None
         self._rebalancer: Rebalancer | None = None
         self._closed = False
@@ -368,6 +371,42 @@ class Consumer:
         wanted = check_partitions("partitions", partitions)
         committer = self._require_group()
         return committer.committed(wanted) if wanted else {}
+
+    def lag(self) -> dict[TopicPartition, PartitionLag]:
+        """The group's lag on each partition assigned to this member, as the coordinator reads it now (one request).
+
+        Per partition: ``lag`` in records (log end minus the group's committed offset: what was polled but
+        not committed counts), ``lag_seconds`` (how old the first uncommitted record is; 0.0 when caught
+        up), the log end and committed offsets, and ``owner`` (this member). The same numbers as
+        ``Admin.describe_group`` and the brokers' /metrics. kafka-python has no such call (its ``metrics()``
+        has the fetch position's lag, as ``metrics()`` here does). A partition assigned a moment ago may be
+        missing until the coordinator sees the assignment; empty while nothing is assigned. Raises
+        InvalidConfigError without a group_id.
+        """
+        self._check_open()
+        self._require_group()
+        assigned = self._subscriptions.assigned()
+        if not assigned:
+            return {}
+        answer = self._link.request(protocol.DESCRIBE_GROUP, protocol.DescribeGroupRequest(self._link.group_id))
+        return {TopicPartition(lag.topic, lag.partition): lag for lag in partition_lags(answer)
+                if TopicPartition(lag.topic, lag.partition) in assigned}
+
+    # ---- metrics ------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, object]:
+        """A snapshot of this consumer's metrics: a flat dict of ints and floats (``records_lag`` a dict of
+        "topic-partition" to records), each key explained in client/consumer_metrics.py's METRICS.
+
+        Rates, averages and maximums are over the last 30 s; totals since the consumer was built. Unlike
+        the rest of the consumer, safe to call from another thread (a metrics scrape), and after close.
+        For Prometheus, see ``rill.client.prometheus.register``.
+        """
+        return self._metrics.snapshot()
+
+    @property
+    def client_id(self) -> str:
+        return self._config.client_id
 
     # ---- closing ------------------------------------------------------------------
 

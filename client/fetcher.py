@@ -26,11 +26,13 @@ DeserializationError at its offset. Not thread-safe.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 
 from rill.client import protocol
 from rill.client.batch import check_batch, decode_batch, end_offset
 from rill.client.consumer_config import ConsumerConfig
+from rill.client.consumer_metrics import ConsumerMetrics
 from rill.client.errors import (
     CorruptRecordError,
     DeserializationError,
@@ -100,8 +102,9 @@ class Fetcher:
     """Fetches the subscription's fetchable partitions and hands out their records in offset order."""
 
     def __init__(self, network: NetworkClient, metadata: ClusterMetadata, subscriptions: SubscriptionState,
-                 config: ConsumerConfig):
+                 config: ConsumerConfig, metrics: ConsumerMetrics):
         self._network = network
+        self._metrics = metrics
         self._metadata = metadata
         self._subscriptions = subscriptions
         self._config = config
@@ -128,9 +131,13 @@ class Fetcher:
         """
         self._raise_error_found_earlier()
         out: list[Record] = []
+        moved: list[tuple[TopicPartition, int]] = []  # partitions that returned records, and their new positions
         for tp, state in self._subscriptions.fetchable():
             buffer = self._buffer(tp, state)
-            out += self._drain(tp, buffer, max_records - len(out))
+            drained = self._drain(tp, buffer, max_records - len(out))
+            if drained:
+                out += drained
+                moved.append((tp, buffer.position))
             state.position = buffer.position
             if buffer.error is not None and not buffer.records:
                 if not out:
@@ -138,6 +145,8 @@ class Fetcher:
                 break
             if len(out) >= max_records:
                 break
+        if out:
+            self._metrics.records_returned(len(out), moved)
         return out
 
     def _raise_error_found_earlier(self) -> None:
@@ -227,6 +236,7 @@ class Fetcher:
     def _forget_unassigned(self) -> None:
         for tp in [tp for tp in self._buffers if tp not in self._subscriptions]:
             del self._buffers[tp]
+            self._metrics.partition_forgotten(tp)
 
     def _send_fetch(self, address: str, partitions: list[tuple[TopicPartition, PartitionBuffer]]) -> None:
         config = self._config
@@ -244,11 +254,15 @@ class Fetcher:
             if error is not None:
                 self.metadata_stale = True
                 return
+            self._metrics.fetch_answered(time.monotonic() - sent_at, sum(
+                len(answer.records) for topic in response.topics for answer in topic.partitions))
             self._on_fetch(response, asked)
 
+        sent_at = time.monotonic()
         if self._network.send(address, protocol.FETCH, request, on_response,
                               config.request_timeout_ms + config.fetch_max_wait_ms):
             self._fetching.add(address)
+            self._metrics.fetch_sent()
         else:
             self.metadata_stale = True
 
@@ -265,7 +279,9 @@ class Fetcher:
                     continue  # unassigned or sought elsewhere since the request left
                 if answer.error_code:
                     self._on_partition_error(tp, buffer, error_for_code(answer.error_code, answer.error_message))
-                elif answer.records:
+                    continue
+                self._metrics.partition_fetched(tp, answer.high_watermark, buffer.position)
+                if answer.records:
                     self._add_response(buffer, answer.records)
 
     def _add_response(self, buffer: PartitionBuffer, data: bytes) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 
 from rill.client import protocol
+from rill.client.consumer_metrics import ConsumerMetrics
 from rill.client.coordinator import CoordinatorLink
 from rill.client.errors import (
     FencedMemberEpochError,
@@ -44,8 +45,10 @@ class OffsetCommitter:
     """Commits for one group; ``group`` is set once the consumer joins it (None: not a member)."""
 
     def __init__(self, network: NetworkClient, metadata: ClusterMetadata, link: CoordinatorLink,
-                 subscriptions: SubscriptionState, auto_commit_interval_ms: int | None, timeout_ms: int):
+                 subscriptions: SubscriptionState, auto_commit_interval_ms: int | None, timeout_ms: int,
+                 metrics: ConsumerMetrics):
         self._network = network
+        self._metrics = metrics
         self._metadata = metadata
         self._link = link
         self._subscriptions = subscriptions
@@ -97,12 +100,21 @@ class OffsetCommitter:
         if asynchronous:
             self._commit_asynchronously(offsets)
             return
+        try:
+            self._commit_synchronously(offsets)
+        except RillError:
+            self._metrics.commit_done(None)
+            raise
+
+    def _commit_synchronously(self, offsets: dict[TopicPartition, int]) -> None:
         if self.group is not None and not self.group.joined:
             self._await_heartbeat_answer()
         for attempt in range(2):
             request = self._request(offsets)
+            sent_at = time.monotonic()
             try:
                 self._check_response(self._link.request(protocol.OFFSET_COMMIT, request))
+                self._metrics.commit_done(time.monotonic() - sent_at)
                 return
             except (UnknownMemberIdError, FencedMemberEpochError, StaleMemberEpochError) as error:
                 if self.group is None or attempt == 1:
@@ -116,12 +128,15 @@ class OffsetCommitter:
         if address is None:
             self._link.look_up()
             log.warning("group %s: asynchronous commit skipped: the coordinator is not known yet", self._link.group_id)
+            self._metrics.commit_done(None)
             return
         request = self._request(offsets)
+        sent_at = time.monotonic()
         if not self._network.send(address, protocol.OFFSET_COMMIT, request,
-                                  lambda response, error: self._on_async_commit(request, response, error),
+                                  lambda response, error: self._on_async_commit(request, response, error, sent_at),
                                   self._timeout_ms):
             log.warning("group %s: asynchronous commit skipped, coordinator not connected", self._link.group_id)
+            self._metrics.commit_done(None)
             self._link.invalidate()
 
     def _request(self, offsets: dict[TopicPartition, int]) -> protocol.OffsetCommitRequest:
@@ -152,7 +167,7 @@ class OffsetCommitter:
                     raise error_for_code(result.error_code, result.error_message)
 
     def _on_async_commit(self, request: protocol.OffsetCommitRequest, response: protocol.OffsetCommitResponse | None,
-                         error: RillError | None) -> None:
+                         error: RillError | None, sent_at: float) -> None:
         try:
             if error is None and response.error_code:
                 error = error_for_code(response.error_code, response.error_message)
@@ -160,6 +175,7 @@ class OffsetCommitter:
                 self._check_response(response)
         except RillError as failure:
             error = failure
+        self._metrics.commit_done(None if error is not None else time.monotonic() - sent_at)
         if error is None:
             return
         log.warning("group %s: asynchronous commit failed: %s", self._link.group_id, error)

@@ -271,6 +271,19 @@ class Producer:
         finally:
             self._accumulator.flushing -= 1
 
+    def metrics(self) -> dict[str, object]:
+        """A snapshot of this producer's metrics: a flat dict of ints and floats (``record_errors_by_type``
+        a dict of error class name to records), each key explained in client/producer_metrics.py's METRICS.
+
+        Rates, averages and maximums are over the last 30 s; totals since the producer was built. Cheap
+        and thread-safe; works after close too. For Prometheus, see ``rill.client.prometheus.register``.
+        """
+        return self._accumulator.metrics.snapshot(*self._accumulator.usage())
+
+    @property
+    def client_id(self) -> str:
+        return self._sender.config.client_id
+
     def close(self, timeout: float | None = None) -> None:
         """Send what is queued (waiting up to ``timeout`` seconds), then stop; unsent records fail."""
         timeout = check_timeout_s("timeout", timeout)

@@ -497,7 +497,21 @@ class MemberDescription(Struct):
     assignment: list[TopicPartitions]
 
 
+class GroupPartitionLag(Struct):
+    """The coordinator's reading of a group's lag on one partition (node/coordinator/lag.py)."""
+
+    topic: str
+    partition: int
+    committed_offset: int  # -1: nothing committed
+    log_end_offset: int  # the leader's high watermark; -1: unknown (topic gone, leader unreachable)
+    lag_seconds: float  # now minus the timestamp of the first record not committed; 0 when caught up
+    owner_member_id: str  # "": no member holds the partition
+    owner_client_id: str
+
+
 class DescribeGroupResponse(Struct):
+    """Fields after ``offsets`` came later: they have defaults, so an older reader ignores them."""
+
     error_code: int
     error_message: str
     group_id: str
@@ -506,6 +520,8 @@ class DescribeGroupResponse(Struct):
     assignor: str
     members: list[MemberDescription]
     offsets: list[TopicCommittedOffsets]
+    lag_state: str = "OK"  # "OK", "CATCHING_UP" or "STALLED" (node/coordinator/lag.py)
+    partitions: list[GroupPartitionLag] = []  # committed or assigned partitions, sorted
 
 
 class DeleteGroupRequest(Struct):
@@ -618,6 +634,49 @@ class DeleteSchemaResponse(Struct):
     versions: list[int]
 
 
+# ---- consumer lag (broker to broker: a coordinator asks partition leaders) ----
+
+OFFSET_TIMESTAMPS_MAX_PARTITIONS = 1_000  # entries one OffsetTimestamps request may hold
+
+
+class OffsetTimestampPartition(Struct):
+    partition: int
+    offset: int  # a group's committed offset; -1: only the high watermark is wanted
+
+
+class OffsetTimestampTopic(Struct):
+    topic: str
+    partitions: list[OffsetTimestampPartition]
+
+
+class OffsetTimestampsRequest(Struct):
+    """For each (partition, offset): the leader's high watermark and the timestamp of the record at the offset.
+
+    A partition may appear several times (groups committed different offsets). At most
+    OFFSET_TIMESTAMPS_MAX_PARTITIONS entries (InvalidRequestError).
+    """
+
+    topics: list[OffsetTimestampTopic]
+
+
+class PartitionOffsetTimestamp(Struct):
+    partition: int
+    offset: int  # as asked
+    error_code: int
+    error_message: str
+    high_watermark: int
+    timestamp: int  # ms; of the first record at or after the offset below the high watermark; -1: none
+
+
+class TopicOffsetTimestamps(Struct):
+    topic: str
+    partitions: list[PartitionOffsetTimestamp]
+
+
+class OffsetTimestampsResponse(Struct):
+    topics: list[TopicOffsetTimestamps]
+
+
 # ---- the API table ---------------------------------------------------------
 
 
@@ -669,13 +728,17 @@ LIST_SCHEMAS = Api(27, "list_schemas", ListSchemasRequest, ListSchemasResponse)
 CHECK_SCHEMA_COMPATIBILITY = Api(28, "check_schema_compatibility", CheckSchemaRequest, CheckSchemaResponse)
 DELETE_SCHEMA = Api(29, "delete_schema", DeleteSchemaRequest, DeleteSchemaResponse)
 SCHEMA_APIS = (REGISTER_SCHEMA, GET_SCHEMA, LIST_SCHEMAS, CHECK_SCHEMA_COMPATIBILITY, DELETE_SCHEMA)
+# Broker-only: a group coordinator asks partition leaders where their logs end and when a group's first
+# uncommitted record was written (consumer lag in seconds, node/coordinator/lag.py).
+OFFSET_TIMESTAMPS = Api(30, "offset_timestamps", OffsetTimestampsRequest, OffsetTimestampsResponse)
 
 APIS: dict[int, Api] = {
     api.key: api
     for api in (API_VERSIONS, METADATA, CREATE_TOPIC, DELETE_TOPIC, DESCRIBE_CONFIGS, PRODUCE, FETCH, LIST_OFFSETS,
                 OFFSETS_FOR_LEADER_EPOCH, BROKER_REGISTRATION, BROKER_HEARTBEAT, ALTER_ISR, CONTROLLED_SHUTDOWN,
                 ELECT_LEADERS, NODE_STATUS, FIND_COORDINATOR, CONSUMER_GROUP_HEARTBEAT, OFFSET_COMMIT, OFFSET_FETCH,
-                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP, CREATE_INTERNAL_TOPIC, INIT_PRODUCER_ID, *SCHEMA_APIS)
+                LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP, CREATE_INTERNAL_TOPIC, INIT_PRODUCER_ID, *SCHEMA_APIS,
+                OFFSET_TIMESTAMPS)
 }
 
 _encoder = msgspec.msgpack.Encoder()

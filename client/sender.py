@@ -348,10 +348,12 @@ class Sender(threading.Thread):
             [protocol.TopicProduceData(topic, parts) for topic, parts in by_topic.items()],
         )
         send = network.send_only if self.config.acks == 0 else network.send
+        sent_at = time.monotonic()
         if not send(address, protocol.PRODUCE, request,
-                    lambda response, error: self._on_response(batches, response, error),
+                    lambda response, error: self._on_response(batches, response, error, sent_at),
                     self.config.request_timeout_ms):
             return False
+        self.accumulator.metrics.request_sent()
         for batch in batches:
             batch.attempts += 1
             batch.in_flight = True
@@ -359,7 +361,9 @@ class Sender(threading.Thread):
         return True
 
     def _on_response(self, batches: list[ProducerBatch], response: protocol.ProduceResponse | None,
-                     error: RillError | None) -> None:
+                     error: RillError | None, sent_at: float) -> None:
+        if response is not None:
+            self.accumulator.metrics.request_answered(time.monotonic() - sent_at)
         if not all(batch.in_flight for batch in batches):  # some expired meanwhile: their answer comes too late
             batches = [batch for batch in batches if batch.in_flight]
         for batch in batches:
@@ -399,6 +403,7 @@ class Sender(threading.Thread):
             self._fail(batch, self._delivery_timed_out(batch, error))
         else:
             batch.last_error = error
+            self.accumulator.metrics.batch_retried(batch.record_count)
             log.warning("%s-%d: retrying a batch of %d records after attempt %d failed: %r", batch.topic,
                         batch.partition, batch.record_count, batch.attempts, error)
             if isinstance(error, METADATA_ERRORS):

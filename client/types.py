@@ -97,7 +97,11 @@ class PartitionLag(msgspec.Struct, frozen=True):
     """A group's position in one partition.
 
     ``committed_offset`` is None when the group committed nothing there; ``log_end_offset`` is the
-    high watermark (-1 when the topic no longer exists); ``lag`` is None when either is unknown.
+    high watermark (-1 when the topic no longer exists or its leader did not answer); ``lag`` (records)
+    is None when either is unknown. ``lag_seconds`` is how old the first uncommitted record is (now
+    minus its timestamp): 0.0 when the group is caught up or the lag is unknown, never negative.
+    ``owner`` is the member id of the member holding the partition, None when no member does.
+    The group's coordinator computes all of them.
     """
 
     topic: str
@@ -105,10 +109,17 @@ class PartitionLag(msgspec.Struct, frozen=True):
     committed_offset: int | None
     log_end_offset: int
     lag: int | None
+    lag_seconds: float = 0.0
+    owner: str | None = None
 
 
 class GroupDescription(msgspec.Struct, frozen=True):
-    """A consumer group: state ("Empty", "Reconciling", "Stable"), epoch, members, and lag per partition."""
+    """A consumer group: state ("Empty", "Reconciling", "Stable"), epoch, members, and lag per partition.
+
+    ``lag_state`` is the coordinator's verdict on the lag: "OK", "CATCHING_UP" (commits move but the
+    oldest uncommitted record is older than the broker's ``group_stalled_after_ms``) or "STALLED" (some
+    partition has had lag and no new commit for that long).
+    """
 
     group_id: str
     state: str
@@ -117,3 +128,4 @@ class GroupDescription(msgspec.Struct, frozen=True):
     members: list[GroupMember]
     partitions: list[PartitionLag]
     total_lag: int
+    lag_state: str = "OK"

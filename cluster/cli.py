@@ -27,6 +27,7 @@ from rill.cluster.layout import (
     read_layout,
 )
 from rill.node.config import load_node_config
+from rill.node.structured_logging import LOG_FORMATS, LOG_LEVELS
 
 DEFAULT_NODE_COUNT = 3
 DEFAULT_BASE_PORT = 9092
@@ -100,8 +101,12 @@ def main() -> None:
 @click.option("--base-port", type=click.IntRange(1, 65535), help="Port of node 1; node i uses base+i-1.")
 @click.option("--nodes", "node_count", type=click.IntRange(min=1), help="Number of nodes in the cluster.")
 @click.option("--cluster-id", help="Cluster id; every node of a cluster must agree.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), envvar="RILL_LOG_LEVEL",
+              help="Log lines from this level up (env RILL_LOG_LEVEL; default INFO).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS),
+              help="text: one line per event for people; json: one JSON object per line (default text).")
 def node(node_id: int, config_path: Path | None, data_dir: Path | None, base_port: int | None,
-         node_count: int | None, cluster_id: str | None) -> None:
+         node_count: int | None, cluster_id: str | None, log_level: str | None, log_format: str | None) -> None:
     """Run one broker in the foreground until SIGTERM or Ctrl-C.
 
     Every node of a cluster needs the same cluster secret: cluster_secret in
@@ -109,7 +114,8 @@ def node(node_id: int, config_path: Path | None, data_dir: Path | None, base_por
     data dir (rill cluster up writes it; a one-node cluster creates it).
     """
     overrides = {"node_id": node_id, "data_dir": data_dir, "base_port": base_port,
-                 "node_count": node_count, "cluster_id": cluster_id}
+                 "node_count": node_count, "cluster_id": cluster_id,
+                 "log_level": log_level, "log_format": log_format}
     try:
         config = load_node_config(config_path, overrides)
         # Imported here, after the config checks: only this command loads the broker.
@@ -333,15 +339,18 @@ def groups_list(bootstrap: str) -> None:
 def groups_describe(group_id: str, bootstrap: str) -> None:
     """Show a group's state, members and lag.
 
-    Members: id, client id, epoch, subscription, assigned partitions. Then
-    per partition: committed offset, log end (high watermark) and lag, "-"
-    where nothing is committed.
+    The group at a glance, then its lag state as the coordinator judges it
+    (OK, CATCHING_UP or STALLED). Members: id, client id,
+    epoch, subscription, assigned partitions. Then per partition: committed
+    offset, log end (high watermark), lag in records ("-" where nothing is
+    committed) and in seconds (age of the first uncommitted record), owner.
     """
     from rill.client import Admin
 
     with Admin(bootstrap) as admin:
         description = admin.describe_group(group_id)
     click.echo(tables.group_line(description))
+    click.echo(tables.lag_state_line(description))
     output = _console()
     for table in tables.group_tables(description):
         output.print(table)
@@ -447,3 +456,7 @@ from rill.cluster.dlq_cli import dlq  # noqa: E402 - rill dlq: its commands live
 
 main.add_command(dlq)
 main.add_command(schema_cli.schema)
+
+from rill.cluster.top import top  # noqa: E402 - rill top: its command lives in top.py
+
+main.add_command(top)

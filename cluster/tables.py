@@ -88,6 +88,8 @@ LAG_COLUMNS: list[Column] = [
     ("committed", lambda lag: _or_dash(lag.committed_offset)),
     ("log end", lambda lag: _or_dash(lag.log_end_offset if lag.log_end_offset >= 0 else None)),
     ("lag", lambda lag: _or_dash(lag.lag)),
+    ("lag s", lambda lag: f"{lag.lag_seconds:.1f}"),
+    ("owner", lambda lag: _or_dash(lag.owner)),
 ]
 
 NEW_OFFSET_COLUMNS: list[Column] = [
@@ -167,8 +169,14 @@ def group_line(description: GroupDescription) -> str:
             f"total lag {description.total_lag}")
 
 
+def lag_state_line(description: GroupDescription) -> str:
+    """The coordinator's verdict on the group's lag: OK, CATCHING_UP or STALLED."""
+    return f"lag state: {description.lag_state}"
+
+
 def group_tables(description: GroupDescription) -> list[Table]:
-    """The group's members (if any), then its partitions with committed offset, log end and lag ("-": unknown)."""
+    """The group's members (if any), then its partitions with committed offset, log end, lag in records and in
+    seconds (age of the first uncommitted record) and owner (the member holding it; "-": unknown or none)."""
     partitions = build_table(f"offsets: {len(description.partitions)} partition(s)", LAG_COLUMNS,
                              description.partitions)
     if not description.members:

@@ -34,6 +34,8 @@ import msgspec
 from rill.client.errors import InvalidConfigError
 from rill.node.metadata.naming_policy import NamingPolicy
 from rill.node.metadata.topic_config import did_you_mean, setting_text, validate_topic_config
+from rill.node.network.slow_requests import DEFAULT_SLOW_REQUEST_MS
+from rill.node.structured_logging import LOG_FORMATS, LOG_LEVELS
 
 RAFT_PORT_OFFSET = 100
 HTTP_PORT_OFFSET = 200
@@ -45,7 +47,7 @@ MIN_REQUEST_BYTES = 1024
 # Intervals and timeouts that must be positive (an interval of 0 would spin the broker's loop).
 POSITIVE_MS_SETTINGS = ("retention_check_interval_ms", "flush_check_interval_ms", "heartbeat_interval_ms",
                         "session_timeout_ms", "replica_lag_time_max_ms", "producer_id_expiration_ms",
-                        "producer_id_expiration_check_interval_ms")
+                        "producer_id_expiration_check_interval_ms", "slow_request_ms", "group_stalled_after_ms")
 # Limits on what clients can make a broker hold: each at least 1.
 POSITIVE_LIMITS = ("max_parked_requests_per_connection", "max_parked_requests", "max_pending_acks_per_partition",
                    "max_fetch_wait_ms", "max_produce_timeout_ms", "fetch_max_bytes", "max_groups", "group_max_size",
@@ -99,6 +101,10 @@ class NodeConfig:
     group_max_size: int = 1_000  # Kafka's group.max.size: members of one group
     offset_metadata_max_bytes: int = 4_096  # Kafka's offset.metadata.max.bytes
     max_subscription_pattern_length: int = 1_000  # characters of a group member's subscription regex
+    # A group's lag state is STALLED when a partition had lag and the same committed offset for this long, and
+    # CATCHING_UP when its oldest uncommitted record is this old (node/coordinator/lag.py); keep it above the
+    # consumers' commit interval.
+    group_stalled_after_ms: int = 10_000
     # Idempotent producers: a producer's state on a partition goes after this long without a batch (Kafka's
     # producer.id.expiration.ms), checked this often; past the cap the least recently written one goes.
     producer_id_expiration_ms: int = 86_400_000
@@ -106,6 +112,11 @@ class NodeConfig:
     max_producers_per_partition: int = 10_000
     testing_drop_produce_responses: float = 0.0  # for tests only: see the class docstring
     topic_naming_policy: str = ""  # a regex every new topic name must match (naming_policy.py); "" for none
+    # The broker's log (structured_logging.py): lines from this level up, as "text" or "json"; a request
+    # that takes longer than slow_request_ms is logged as a slow_request warning (network/server.py).
+    log_level: str = "INFO"
+    log_format: str = "text"
+    slow_request_ms: int = DEFAULT_SLOW_REQUEST_MS
     topic_defaults: dict[str, str] = field(default_factory=dict)
     cluster_secret: str | None = field(default=None, repr=False)  # else the env or data dir: cluster_secret.py
 
@@ -171,6 +182,10 @@ class NodeConfig:
                             f"got {self.testing_drop_produce_responses}")
         if not self.cluster_id:
             problems.append("cluster_id must not be empty")
+        if self.log_level.upper() not in LOG_LEVELS:
+            problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            problems.append(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         return problems
 
     def _topic_problems(self) -> list[str]:

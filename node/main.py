@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import signal
 import socket
 import sys
@@ -32,10 +31,17 @@ import zmq.asyncio
 from pysyncobj import SyncObj
 from rill.client import protocol
 from rill.client.errors import InvalidConfigError, error_for_code
+from rill.node.broker_stats import BrokerStats
 from rill.node.cluster_secret import ClusterSecret, find_cluster_secret
 from rill.node.config import NodeConfig
 from rill.node.coordinator.group_coordinator import GroupCoordinator, GroupLimits
+from rill.node.coordinator.lag import LAG_INTERVAL_MS, LagMonitor
+from rill.node.coordinator.lag_collector import GroupLagCollector
+from rill.node.coordinator.offset_timestamps import OffsetTimestampLookup
 from rill.node.event_loop_lag import EventLoopLagMonitor
+from rill.node.http.console_api import console_routes
+from rill.node.http.metrics import metrics_routes
+from rill.node.http.probes import probe_routes
 from rill.node.http.server import HttpServer
 from rill.node.log.manager import LogManager
 from rill.node.log.producer_state import ProducerStateSettings
@@ -56,6 +62,7 @@ from rill.node.replication.replica_manager import ReplicaLimits, ReplicaManager
 from rill.node.schema.enforcement import SchemaEnforcement
 from rill.node.schema.registry import SchemaRegistry
 from rill.node.schema.registry_state import RegistryState, add_registry_to_raft_dump
+from rill.node.structured_logging import configure_logging
 from rill.node.supervisor import FATAL_EXIT_CODE, TaskSupervisor, run_every
 
 log = logging.getLogger("rill.node")
@@ -92,6 +99,7 @@ class Node:
         self._logs_open = False  # metadata changes wait for the logs to open: opening applies every topic
         self.supervisor = TaskSupervisor(self._stopping.set)
         self.loop_lag = EventLoopLagMonitor()
+        self.stats = BrokerStats()  # counters of the hot paths, for /metrics
 
     async def run(self) -> None:
         config = self.config
@@ -112,7 +120,8 @@ class Node:
         self.client.connect([n.node_id for n in config.nodes if n.node_id != config.node_id])  # liveness.py
         self.replicas = ReplicaManager(config.node_id, self.logs, self._role_changed, 2 * config.session_timeout_ms,
                                        ReplicaLimits(config.max_fetch_wait_ms, config.max_produce_timeout_ms,
-                                                     config.max_pending_acks_per_partition, config.fetch_max_bytes))
+                                                     config.max_pending_acks_per_partition, config.fetch_max_bytes),
+                                       stats=self.stats)
         self.logs.cleanable_end_offset = self._high_watermark
         self.logs.on_storage_error = self.replicas.storage_failed
         self.isr = IsrUpkeep(config.node_id, self.client, self.replicas, self.controller_id,
@@ -126,9 +135,13 @@ class Node:
                                             config.offsets_topic_segment_bytes,
                                             GroupLimits(config.max_groups, config.group_max_size,
                                                         config.offset_metadata_max_bytes,
-                                                        config.max_subscription_pattern_length))
+                                                        config.max_subscription_pattern_length),
+                                            lag=LagMonitor(OffsetTimestampLookup(config.node_id, self.state,
+                                                                                 self.replicas, self.client),
+                                                           config.group_stalled_after_ms))
         try:
             server, internal_server = self._bind(context, secret)
+            self.server = server  # /metrics reads its parked requests
             me = config.me
             partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
             raft_settings = raft_conf(config.node_data_dir, secret.raft_password)
@@ -150,6 +163,9 @@ class Node:
                                               lambda: self.controller.active).routes())
             self.replicas.produce_check = SchemaEnforcement(self.state, self.schemas).check
             self.http = HttpServer(me.host, me.http_port)  # every HTTP route is added before it starts
+            self.http.add_routes(metrics_routes(self, extra_collectors=[GroupLagCollector(self.coordinator)]))
+            self.http.add_routes(probe_routes(self))
+            self.http.add_routes(console_routes(self))
             self._handle_signals()
             serving = [self.supervisor.start("client listener", server.serve(handler)),  # node status answers
                        self.supervisor.start("inter-broker listener", internal_server.serve(handler.from_broker))]
@@ -186,12 +202,13 @@ class Node:
         internal_address = f"tcp://{me.host}:{me.internal_port}"
         try:
             server = NetworkServer(context, address, self.config.max_request_bytes, parking=ParkingLimits(
-                self.config.max_parked_requests_per_connection, self.config.max_parked_requests))
+                self.config.max_parked_requests_per_connection, self.config.max_parked_requests),
+                slow_request_ms=self.config.slow_request_ms, stats=self.stats)
         except zmq.ZMQError as error:
             raise InvalidConfigError(f"cannot listen on {address}: {error}") from None
         try:
             internal_server = open_internal_listener(context, internal_address, self.config.max_request_bytes,
-                                                     secret)
+                                                     secret, self.config.slow_request_ms)
         except zmq.ZMQError as error:
             server.close()
             raise InvalidConfigError(f"cannot listen on {internal_address} (inter-broker): {error}") from None
@@ -302,6 +319,7 @@ class Node:
             ("controller tick", CONTROLLER_TICK_MS, self.controller.tick),
             ("ISR check", ISR_CHECK_MS, self.isr.check),
             ("group expiry", GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members),
+            ("group lag", LAG_INTERVAL_MS, self.coordinator.measure_lag),
             ("retention", self.config.retention_check_interval_ms, _now_ms(self.logs.cleanup)),
             ("flush", self.config.flush_check_interval_ms, _now_ms(self.logs.flush_due)),
             ("producer expiry", self.config.producer_id_expiration_check_interval_ms,
@@ -354,11 +372,7 @@ def _now_ms(action: Callable[[int], Awaitable[object]]) -> Callable[[], Awaitabl
 
 def run_node(config: NodeConfig) -> None:
     """Run a broker in the foreground until SIGTERM or SIGINT; exit with FATAL_EXIT_CODE if a task died."""
-    logging.basicConfig(
-        level=os.environ.get("RILL_LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s node-{config.node_id} %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.node_id, config.log_level, config.log_format)
     log.info("node config: %s", config.describe())
     if config.testing_drop_produce_responses > 0:
         log.warning("testing_drop_produce_responses=%s: this broker leaves that fraction of produce requests "

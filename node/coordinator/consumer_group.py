@@ -110,6 +110,7 @@ class ConsumerGroup:
         self.offsets: dict[TopicPartition, CommittedOffset] = {}
         self._topics_seen: tuple = ()
         self.claims_until = 0.0  # after a coordinator failover: until then, members get back only what they own
+        self.rebalances = 0  # epoch bumps at this coordinator (rill_consumer_group_rebalances_total)
 
     # ---- what the group looks like -------------------------------------------------------
 
@@ -226,6 +227,7 @@ class ConsumerGroup:
         ``partition_counts`` may name every topic of the cluster; only subscribed ones count.
         """
         self.epoch += 1
+        self.rebalances += 1
         subscriptions = self._subscriptions(partition_counts)
         self._topics_seen = self._relevant(partition_counts, subscriptions)
         current = {member_id: self.target.get(member_id, set()) for member_id in self.members}

@@ -51,6 +51,7 @@ from rill.client.errors import (
 )
 from rill.client.types import TopicPartition
 from rill.node.coordinator.consumer_group import JOIN_EPOCH, LEAVE_EPOCH, CommittedOffset, ConsumerGroup
+from rill.node.coordinator.lag import GroupLag, LagMonitor, PartitionLagReading
 from rill.node.coordinator.offset_records import (
     OFFSETS_PARTITIONS,
     OFFSETS_TOPIC,
@@ -86,8 +87,10 @@ class GroupCoordinator:
     """Serves the group APIs for the groups whose offsets partition this broker leads."""
 
     def __init__(self, node_id: int, state: MetadataState, replicas: ReplicaManager, create_topic: TopicCreator,
-                 offsets_segment_bytes: int, limits: GroupLimits):
+                 offsets_segment_bytes: int, limits: GroupLimits, *, lag: LagMonitor):
+        """``lag`` reads the groups' lag (lag.py): each round of ``measure_lag`` and in DescribeGroup."""
         self._node_id = node_id
+        self._lag = lag
         self._limits = limits
         self._offsets_segment_bytes = offsets_segment_bytes
         self._state = state
@@ -170,6 +173,14 @@ class GroupCoordinator:
                     log.info("group %s: session expired for %s", group.group_id, ", ".join(gone))
                     group.rebalance(self._partition_counts())
                     self._forget_if_empty(group)
+
+    async def measure_lag(self) -> None:
+        """A periodic duty: read the lag of the groups held here (a bounded number of partitions per run)."""
+        await self._lag.run_round(self.held_groups())
+
+    def lag_readings(self) -> list[GroupLag]:
+        """Every held group's lag as last measured by ``measure_lag`` (for /metrics), sorted by group id."""
+        return [self._lag.latest[group_id] for group_id in sorted(self._lag.latest)]
 
     # ---- finding the coordinator ----------------------------------------------------------------
 
@@ -309,7 +320,13 @@ class GroupCoordinator:
             for groups in self._groups.values() for group in groups.values()
         ])
 
-    def describe_group(self, request: protocol.DescribeGroupRequest) -> protocol.DescribeGroupResponse:
+    def held_groups(self) -> list[ConsumerGroup]:
+        """Every group this broker coordinates now, loaded (for /metrics); read them on the loop only."""
+        return [group for groups in self._groups.values() for group in groups.values()]
+
+    def describe_group(self, request: protocol.DescribeGroupRequest
+                       ) -> protocol.DescribeGroupResponse | Awaitable[protocol.DescribeGroupResponse]:
+        """Members, committed offsets, and the lag read now from the partitions' leaders (lag.py)."""
         try:
             _check_group_id(request.group_id)
             group = self._groups_of(request.group_id).get(request.group_id)
@@ -322,8 +339,16 @@ class GroupCoordinator:
                                        protocol.topic_partitions(m.granted))
             for m in sorted(group.members.values(), key=lambda m: m.member_id)
         ]
-        return protocol.DescribeGroupResponse(0, "", group.group_id, group.state, group.epoch, group.assignor,
-                                              members, _committed_by_topic(sorted(group.offsets), group.offsets))
+        described = protocol.DescribeGroupResponse(0, "", group.group_id, group.state, group.epoch, group.assignor,
+                                                   members, _committed_by_topic(sorted(group.offsets), group.offsets))
+        return self._with_lag(described, group)
+
+    async def _with_lag(self, described: protocol.DescribeGroupResponse, group: ConsumerGroup
+                        ) -> protocol.DescribeGroupResponse:
+        lag = await self._lag.describe(group)
+        described.lag_state = lag.state
+        described.partitions = [_partition_lag(reading) for reading in lag.partitions]
+        return described
 
     async def delete_group(self, request: protocol.DeleteGroupRequest) -> protocol.DeleteGroupResponse:
         try:
@@ -423,6 +448,13 @@ def _committed_by_topic(wanted: list[TopicPartition], offsets: dict[TopicPartiti
         topics.setdefault(tp.topic, []).append(
             protocol.CommittedOffset(tp.partition, found.offset if found else -1, found.metadata if found else ""))
     return [protocol.TopicCommittedOffsets(topic, parts) for topic, parts in topics.items()]
+
+
+def _partition_lag(reading: PartitionLagReading) -> protocol.GroupPartitionLag:
+    committed = -1 if reading.committed_offset is None else reading.committed_offset
+    return protocol.GroupPartitionLag(reading.partition.topic, reading.partition.partition, committed,
+                                      reading.log_end_offset, reading.lag_seconds, reading.owner_member_id or "",
+                                      reading.owner_client_id or "")
 
 
 def _commit_results(wanted, refused) -> list[protocol.TopicPartitionResults]:

@@ -26,6 +26,7 @@ from rill.node.log.disk_work import DiskWork
 from rill.node.log.executor import LogExecutor
 from rill.node.log.log import Log, wall_clock_ms
 from rill.node.log.producer_state import ProducerStateSettings
+from rill.node.structured_logging import log_event
 
 # The partition directory is "<topic>-<partition>". Greedy on the topic, so the split is on the last "-":
 # topic names may contain "-".
@@ -44,6 +45,22 @@ logger = logging.getLogger(__name__)
 
 def _no_end_offset(topic: str, partition: int) -> None:
     return None
+
+
+def _log_retention(key: PartitionKey, log: Log, segments: int, size_before: int) -> None:
+    """A retention_delete event for segments that retention just took out of ``log``.
+
+    The reason is "size" when the log is still at or above retention.bytes (the size rule alone would
+    have deleted these segments; some may also have been past retention.ms), else "time": the size rule
+    never takes a log below its limit.
+    """
+    limit = log.config.retention_bytes
+    reason = "size" if 0 <= limit <= log.size_bytes else "time"
+    log_event(logger, logging.INFO, "retention_delete",
+              f"{key[0]}-{key[1]}: retention deleted {segments} segment(s), {size_before - log.size_bytes} "
+              f"bytes ({reason}); the log starts at offset {log.log_start_offset}",
+              topic=key[0], partition=key[1], segments=segments, bytes=size_before - log.size_bytes,
+              reason=reason, log_start_offset=log.log_start_offset)
 
 
 class LogManager:
@@ -191,7 +208,8 @@ class LogManager:
         try:
             os.replace(directory, target)
         except OSError as error:
-            logger.error("could not rename %s for deletion, leaving it: %s", directory, error)
+            log_event(logger, logging.ERROR, "storage_error", f"could not rename {directory} for deletion, "
+                      f"leaving it: {error}", path=str(directory), error=str(error), action="rename_for_deletion")
             return None
         return target
 
@@ -206,7 +224,8 @@ class LogManager:
         self._retired.append((log, None))
 
     def _take_offline_on_error(self, topic: str, partition: int, error: StorageError) -> None:
-        logger.error("%s-%d: disk error, the log goes offline: %s", topic, partition, error)
+        log_event(logger, logging.ERROR, "storage_error", f"{topic}-{partition}: disk error, the log goes offline: "
+                  f"{error}", topic=topic, partition=partition, error=str(error), action="log_offline")
         self.take_offline(topic, partition)
 
     # ---- periodic work -----------------------------------------------------------------
@@ -217,13 +236,15 @@ class LogManager:
         await self._close_retired()
         deleted = 0
         for key, log in list(self._logs.items()):
-            deleted += await self._maintain(key, log, self._delete_old_segments, now_ms) or 0
+            deleted += await self._maintain(key, log, self._delete_old_segments, key, now_ms) or 0
         await self.compact_dirtiest(now_ms)
         return deleted
 
-    async def _delete_old_segments(self, log: Log, now_ms: int) -> int:
+    async def _delete_old_segments(self, log: Log, key: PartitionKey, now_ms: int) -> int:
+        size_before = log.size_bytes
         count, work = log.start_retention(now_ms)
         if count:
+            _log_retention(key, log, count, size_before)  # they left the log; their files go next
             await self._executor.run(work.run)
         return count
 
@@ -340,7 +361,9 @@ class LogManager:
                     if directory is not None:
                         await self._executor.run(shutil.rmtree, directory)
                 except (OSError, StorageError) as error:
-                    logger.error("could not remove the files of %s: %s", directory or log.directory, error)
+                    log_event(logger, logging.ERROR, "storage_error", f"could not remove the files of "
+                              f"{directory or log.directory}: {error}", path=str(directory or log.directory),
+                              error=str(error), action="remove_files")
             self._executor.forget(log)
 
     async def close_all(self) -> None:
@@ -354,6 +377,8 @@ class LogManager:
                 try:
                     log.close()
                 except StorageError as error:
-                    logger.error("%s-%d: closing the log failed; the next start recovers it: %s", *key, error)
+                    log_event(logger, logging.ERROR, "storage_error", f"{key[0]}-{key[1]}: closing the log failed; "
+                              f"the next start recovers it: {error}", topic=key[0], partition=key[1],
+                              error=str(error), action="close")
         await self._close_retired()
         self._executor.shutdown()

@@ -43,6 +43,7 @@ from rill.node.metadata.state import (
     partitions_led_by,
 )
 from rill.node.metadata.topic_config import validate_topic_config
+from rill.node.structured_logging import log_event
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ class Controller:
                 f"broker {request.node_id} belongs to cluster {request.cluster_id!r}, not {self._cluster_id!r}"
             )
         registration = BrokerRegistration(request.node_id, request.host, request.port, request.incarnation)
+        before = self._state.topics
         await self._submit_checked(self._state.register_broker, registration)
+        _log_isr_removals(before, self._state.topics, request.node_id, "new_incarnation")  # a quick restart
         self._liveness.registered(request.node_id, time.monotonic())
 
     def heartbeat(self, request: protocol.BrokerHeartbeatRequest) -> None:
@@ -158,9 +161,15 @@ class Controller:
 
     async def controlled_shutdown(self, request: protocol.ControlledShutdownRequest) -> int:
         """Fence a broker that is stopping, so its leaderships move first; returns what it still leads."""
+        before = self._state.topics
         code = await self._submit(self._state.fence_broker, request.node_id, request.incarnation)
         if code and code != StaleBrokerEpochError.code:
             raise error_for_code(code)
+        if not code:
+            log_event(log, logging.INFO, "broker_fenced", f"broker {request.node_id} fenced for its controlled "
+                      "shutdown", broker_id=request.node_id, incarnation=request.incarnation,
+                      reason="controlled shutdown")
+            _log_isr_removals(before, self._state.topics, request.node_id, "controlled_shutdown")
         return partitions_led_by(self._state.topics.values(), request.node_id)
 
     async def alter_isr(self, request: protocol.AlterIsrRequest) -> None:
@@ -188,10 +197,14 @@ class Controller:
     async def _fence(self, node_id: int, incarnation: int, reason: str) -> None:
         self._fencing.add(node_id)
         try:
-            log.warning("fencing broker %d: %s", node_id, reason)
+            log_event(log, logging.WARNING, "broker_fenced", f"fencing broker {node_id}: {reason}",
+                      broker_id=node_id, incarnation=incarnation, reason=reason)
+            before = self._state.topics
             await self._submit(self._state.fence_broker, node_id, incarnation)
+            _log_isr_removals(before, self._state.topics, node_id, "broker_fenced")
         except RillError as error:
-            log.warning("fencing broker %d failed: %s", node_id, error)
+            log_event(log, logging.WARNING, "broker_fence_failed", f"fencing broker {node_id} failed: {error}",
+                      broker_id=node_id, reason=reason, error=str(error))
         finally:
             self._fencing.discard(node_id)
 
@@ -277,6 +290,24 @@ class Controller:
         if not self.active:
             raise NotControllerError("this broker is not the controller (Raft leader)")
         return await self._producer_ids.next_id()
+
+
+def _log_isr_removals(before: dict[str, TopicState], after: dict[str, TopicState], node_id: int,
+                      cause: str) -> None:
+    """An isr_change event for each partition whose ISR lost ``node_id`` between the two states, as the
+    controller's commands (fencing, a new incarnation) do without an AlterIsr of the leader."""
+    if before is after:  # copy on write (state.py): the same dict, so no topic changed
+        return
+    for name, topic in after.items():
+        old = before.get(name)
+        if old is None or old.topic_id != topic.topic_id:
+            continue
+        for index, (was, state) in enumerate(zip(old.partitions, topic.partitions)):
+            if node_id in was.isr and node_id not in state.isr:
+                log_event(log, logging.INFO, "isr_change", f"{name}-{index}: ISR {list(was.isr)} -> "
+                          f"{list(state.isr)}, without broker {node_id} ({cause})", topic=name, partition=index,
+                          old_isr=list(was.isr), new_isr=list(state.isr), leader=state.leader,
+                          leader_epoch=state.leader_epoch, source=cause, broker_id=node_id)
 
 
 def _resolve(future: asyncio.Future, result: Any, error: int) -> None:

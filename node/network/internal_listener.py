@@ -72,6 +72,7 @@ def curve_client(secret: ClusterSecret) -> Callable[[zmq.Socket], None]:
 
 
 def open_internal_listener(context: zmq.asyncio.Context, bind_address: str, max_request_bytes: int,
-                           secret: ClusterSecret) -> NetworkServer:
+                           secret: ClusterSecret, slow_request_ms: int) -> NetworkServer:
     """A network server on ``bind_address`` that only the cluster's brokers can talk to."""
-    return NetworkServer(context, bind_address, max_request_bytes, secure=curve_server(secret.server_keys))
+    return NetworkServer(context, bind_address, max_request_bytes, secure=curve_server(secret.server_keys),
+                         slow_request_ms=slow_request_ms)

@@ -28,6 +28,7 @@ from rill.client.errors import (
 )
 from rill.node.config import NodeAddress
 from rill.node.coordinator.group_coordinator import GroupCoordinator
+from rill.node.coordinator.offset_timestamps import offset_timestamps
 from rill.node.metadata.controller import Controller
 from rill.node.metadata.state import MetadataState
 from rill.node.replication.replica_manager import ReplicaManager
@@ -40,7 +41,7 @@ CLIENT_APIS = {api.key for api in (protocol.METADATA, protocol.CREATE_TOPIC, pro
                                    protocol.INIT_PRODUCER_ID, *protocol.SCHEMA_APIS)}
 BROKER_APIS = {api.key for api in (protocol.OFFSETS_FOR_LEADER_EPOCH, protocol.BROKER_REGISTRATION,
                                    protocol.BROKER_HEARTBEAT, protocol.ALTER_ISR, protocol.CONTROLLED_SHUTDOWN,
-                                   protocol.CREATE_INTERNAL_TOPIC)}
+                                   protocol.CREATE_INTERNAL_TOPIC, protocol.OFFSET_TIMESTAMPS)}
 
 
 class RequestHandler:
@@ -84,6 +85,7 @@ class RequestHandler:
             protocol.DESCRIBE_GROUP.key: coordinator.describe_group,
             protocol.DELETE_GROUP.key: coordinator.delete_group,
             protocol.INIT_PRODUCER_ID.key: self.init_producer_id,
+            protocol.OFFSET_TIMESTAMPS.key: lambda request: offset_timestamps(replicas, request),
         }
 
     def add_routes(self, routes: dict[int, Callable[[object], object]]) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -42,6 +43,8 @@ from rill.client.errors import (
     UnsupportedVersionError,
     code_of,
 )
+from rill.node.broker_stats import UNKNOWN_API, BrokerStats
+from rill.node.network.slow_requests import DEFAULT_SLOW_REQUEST_MS, SlowRequestLog
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +79,12 @@ class NetworkServer:
     """Reads requests from a ROUTER socket and writes their responses. Runs on one asyncio loop."""
 
     def __init__(self, context: zmq.asyncio.Context, bind_address: str, max_request_bytes: int,
-                 secure: Callable[[zmq.Socket], None] | None = None, parking: ParkingLimits | None = None):
+                 secure: Callable[[zmq.Socket], None] | None = None, parking: ParkingLimits | None = None,
+                 stats: BrokerStats | None = None, slow_request_ms: int = DEFAULT_SLOW_REQUEST_MS):
         """``secure`` sets a security mechanism (CURVE: internal_listener.py) before the socket binds;
-        ``parking`` bounds the waiting requests (None: no bound, for a listener that admits only brokers)."""
+        ``parking`` bounds the waiting requests (None: no bound, for a listener that admits only brokers);
+        ``stats`` counts requests, their latency and errors by type (the client port's, for /metrics);
+        requests answered later than ``slow_request_ms`` are logged (slow_requests.py)."""
         self._socket = context.socket(zmq.ROUTER)
         if secure is not None:
             secure(self._socket)
@@ -92,6 +98,8 @@ class NetworkServer:
         self._pending: set[asyncio.Task] = set()
         self._parking = parking
         self._parked: Counter[bytes] = Counter()  # connection identity -> its requests waiting for an answer
+        self._stats = stats if stats is not None else BrokerStats()  # without stats: counted, never read
+        self._slow = SlowRequestLog(slow_request_ms, clock_s=time.perf_counter)  # the clock of ``started``
 
     async def serve(self, handler: Handler) -> None:
         """Serve with ``handler`` until cancelled. Requests that arrived before are served in order."""
@@ -112,13 +120,16 @@ class NetworkServer:
         self._dispatch(frames[0], frames[1])
 
     def _dispatch(self, identity: bytes, frame: bytes) -> None:
+        started = time.perf_counter()
         try:
             envelope = protocol.decode_request_envelope(frame)
         except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
             self._reply(identity, protocol.encode_response(-1, None, InvalidRequestError.code,
                                                            f"malformed request frame: {error}"))
+            self._stats.failed(UNKNOWN_API, started, InvalidRequestError())
             return
         correlation_id = envelope.correlation_id
+        api_name = getattr(protocol.APIS.get(envelope.api_key), "name", UNKNOWN_API)
         try:
             api, body = self._decode_body(envelope)
             if self._parking is not None and may_wait(api, body):
@@ -126,15 +137,38 @@ class NetworkServer:
             result = self._handler(api, body)
         except RillError as error:
             self._reply(identity, protocol.encode_response(correlation_id, None, error.code, str(error)))
+            self._stats.failed(api_name, started, error)
             return
         except Exception as error:  # a bug: answer, log it, keep serving
             log.exception("request %s failed", envelope.api_key)
             self._reply(identity, protocol.encode_response(correlation_id, None, code_of(error), repr(error)))
+            self._stats.failed(api_name, started, error)
             return
         if inspect.isawaitable(result):
-            self._park(identity, correlation_id, result)
-        elif result is not None:
+            result = self._slow_checked(result, api, body, envelope.client_id, len(frame), started)
+            self._park(identity, correlation_id, self._counted(api_name, started, result))
+            return
+        if result is not None:
             self._reply(identity, protocol.encode_response(correlation_id, result))
+        self._stats.answered(api_name, started, result)
+        self._slow.finished(api, body, envelope.client_id, len(frame), started)
+
+    async def _slow_checked(self, result: Awaitable[object], api: protocol.Api, body: object, client_id: str,
+                            request_bytes: int, started: float) -> object:
+        """A parked request's answer; logged as slow once it is there, if it took too long."""
+        answer = await result
+        self._slow.finished(api, body, client_id, request_bytes, started)
+        return answer
+
+    async def _counted(self, api_name: str, started: float, result: Awaitable[object]) -> object:
+        """A parked request's answer, counted in the stats once it is there (its wait included)."""
+        try:
+            body = await result
+        except Exception as error:
+            self._stats.failed(api_name, started, error)
+            raise
+        self._stats.answered(api_name, started, body)
+        return body
 
     def _check_room(self, identity: bytes) -> None:
         """Refuse a request that may wait when its connection, or the server, has as many waiting as allowed."""
@@ -195,6 +229,11 @@ class NetworkServer:
             log.warning("dropped a response: the peer's queue is full")
         except zmq.ZMQError as error:
             log.warning("dropped a response: %s", error)
+
+    @property
+    def parked_requests(self) -> int:
+        """Requests waiting for their answer now (long-poll fetches, acks=all produces, ...)."""
+        return len(self._pending)
 
     def close(self) -> None:
         for task in list(self._pending):

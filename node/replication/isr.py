@@ -21,6 +21,7 @@ from rill.client.errors import RillError
 from rill.node.network.broker_client import BrokerClient
 from rill.node.replication.partition import Partition
 from rill.node.replication.replica_manager import ReplicaManager
+from rill.node.structured_logging import log_event
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,13 @@ class IsrUpkeep:
                 log.debug("%s: ISR change to %s refused: %s", partition.name, isr, result.error_message)
                 _forget_proposal(partition, isr)
             else:
-                log.info("%s: ISR %s -> %s", partition.name, state.isr, isr)
+                log_event(log, logging.INFO, "isr_change", f"{partition.name}: ISR {list(state.isr)} -> {list(isr)}",
+                          topic=partition.topic, partition=partition.index, old_isr=list(state.isr),
+                          new_isr=list(isr), leader_epoch=state.leader_epoch, source="leader")
         except RillError as error:
-            log.info("%s: ISR change to %s failed: %s", partition.name, isr, error)
+            log_event(log, logging.INFO, "isr_change_failed", f"{partition.name}: ISR change to {list(isr)} failed: "
+                      f"{error}", topic=partition.topic, partition=partition.index, old_isr=list(state.isr),
+                      new_isr=list(isr), error=str(error))
             _forget_proposal(partition, isr)
         finally:
             self._in_flight.discard(key)

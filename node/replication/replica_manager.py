@@ -40,12 +40,14 @@ from rill.client.errors import (
     ThrottlingQuotaExceededError,
     UnknownTopicError,
 )
+from rill.node.broker_stats import BrokerStats
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
 from rill.node.metadata.state import PartitionState, TopicState
 from rill.node.metadata.topic_config import topic_settings
 from rill.node.replication.partition import Partition
+from rill.node.structured_logging import log_event
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,14 @@ class ReplicaManager:
     """The partitions of this broker and the requests that read and write them."""
 
     def __init__(self, node_id: int, log_manager: LogManager, on_role_change: RoleListener,
-                 follower_timeout_ms: int, limits: ReplicaLimits):
+                 follower_timeout_ms: int, limits: ReplicaLimits, stats: BrokerStats | None = None):
         self._limits = limits
+        self._stats = stats if stats is not None else BrokerStats()  # records in and out, ISR changes: /metrics
         self.node_id = node_id
         self._follower_timeout_s = follower_timeout_ms / 1000
         self.log_manager = log_manager
         self.partitions: dict[PartitionKey, Partition] = {}
-        self._on_role_change = on_role_change
+        self._on_role_change = _logging_leader_changes(on_role_change)
         self._fetch_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)
         self._pending_acks: dict[PartitionKey, list[_PendingAck]] = defaultdict(list)
         # Topics whose stored config this broker cannot apply: the topic and why. Their partitions stay
@@ -113,6 +116,7 @@ class ReplicaManager:
                 self._on_role_change(partition, "deleted")
                 self._wake((key,))
             self.log_manager.delete_topic(name)
+            self._stats.forget_topic(name)
             return
         self._drop_if_another_topic(name, topic.topic_id)
         try:
@@ -166,7 +170,9 @@ class ReplicaManager:
                                                          min_insync, self._follower_timeout_s)
             self._on_role_change(partition, "leader" if partition.is_leader else "follower")
             return
+        before = partition.state
         role = partition.update_state(state, min_insync)
+        self._stats.isr_changed(self.node_id, before, partition.state)
         if role is not None:
             self._fail_pending(key, NotLeaderError(f"leadership of {partition.name} moved"))
             self._wake((key,))
@@ -222,6 +228,8 @@ class ReplicaManager:
             return topic, protocol.PartitionProduceResponse(data.partition, error.code, str(error), -1, -1), None
         key = (topic, data.partition)
         appended.append(key)
+        if not internal:
+            self._stats.produced(topic, info)
         response = protocol.PartitionProduceResponse(data.partition, 0, "", info.first_offset,
                                                      partition.log.log_start_offset)
         future = None
@@ -295,8 +303,14 @@ class ReplicaManager:
         """Read now; if fewer than min_bytes are there, wait for appends up to max_wait_ms."""
         response, size = self._read(request)
         if size >= max(request.min_bytes, 1) or request.max_wait_ms <= 0 or _has_error(response):
-            return response
+            return self._answered(request, response)
         return self._long_poll(request, min(request.max_wait_ms, self._limits.max_fetch_wait_ms) / 1000)
+
+    def _answered(self, request: protocol.FetchRequest, response: protocol.FetchResponse) -> protocol.FetchResponse:
+        """A fetch's final answer; a consumer's is counted in the stats (records and bytes out per topic)."""
+        if request.replica_id < 0:
+            self._stats.fetched(request, response)
+        return response
 
     async def _long_poll(self, request: protocol.FetchRequest, wait_s: float) -> protocol.FetchResponse:
         deadline = time.monotonic() + wait_s
@@ -317,8 +331,8 @@ class ReplicaManager:
                 self._forget_waiter(keys, woken)
             response, size = self._read(request)
             if size >= request.min_bytes or _has_error(response):
-                return response
-        return self._read(request)[0]
+                return self._answered(request, response)
+        return self._answered(request, self._read(request)[0])
 
     def _forget_waiter(self, keys: list[PartitionKey], woken: asyncio.Future) -> None:
         for key in keys:
@@ -436,6 +450,14 @@ class ReplicaManager:
                   for index, state in enumerate(topic.partitions) if self.node_id in state.replicas]
         return sorted(names)
 
+    def parked_fetches(self) -> int:
+        """Long-poll fetches waiting for data now, each once however many partitions it waits on."""
+        return len(set().union(*self._fetch_waiters.values()))
+
+    def pending_acks(self) -> int:
+        """acks=all appends waiting now for the in-sync replicas to confirm them."""
+        return sum(1 for acks in self._pending_acks.values() for ack in acks if not ack.future.done())
+
     # ---- disk errors -------------------------------------------------------------
 
     def _note_storage_error(self, topic: str, index: int, error: RillError) -> None:
@@ -457,13 +479,35 @@ class ReplicaManager:
         partition = self.partitions.get(key)
         if partition is None or partition.offline:
             return
-        log.error("%s: disk error, the replica goes offline on this broker until it restarts: %s",
-                  partition.name, error)
+        log_event(log, logging.ERROR, "storage_error",
+                  f"{partition.name}: disk error, the replica goes offline on this broker until it restarts: {error}",
+                  topic=topic, partition=index, error=str(error), action="replica_offline")
         partition.go_offline(str(error))
         self.log_manager.take_offline(topic, index)
         self._fail_pending(key, StorageError(f"{partition.name} went offline on broker {self.node_id}"))
         self._wake((key,))
         self._on_role_change(partition, "offline")
+
+
+def _logging_leader_changes(listener: RoleListener) -> RoleListener:
+    """``listener``, after logging each new role at a new leader epoch (leader or follower) as a
+    leader_change event: every role change of a replica passes through the listener."""
+    def role_changed(partition: Partition, role: str) -> None:
+        if role in ("leader", "follower"):
+            state = partition.state
+            log_event(log, logging.INFO, "leader_change",
+                      f"{partition.name}: {_new_role_text(role, state.leader)} at leader epoch {state.leader_epoch}",
+                      topic=partition.topic, partition=partition.index, role=role, leader=state.leader,
+                      leader_epoch=state.leader_epoch, isr=list(state.isr), replicas=list(state.replicas))
+        listener(partition, role)
+
+    return role_changed
+
+
+def _new_role_text(role: str, leader: int) -> str:
+    if role == "leader":
+        return "became leader"
+    return f"became follower of broker {leader}" if leader >= 0 else "has no leader (offline)"
 
 
 def _recorded_topic_id(log_: Log | None) -> str | None:

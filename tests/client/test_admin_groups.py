@@ -19,7 +19,6 @@ from rill.client import (
     Consumer,
     GroupDescription,
     GroupSummary,
-    PartitionLag,
     Producer,
     TopicPartition,
 )
@@ -106,11 +105,13 @@ def test_describe_shows_the_member_and_lag_per_partition(admin, member, group, t
     assert seen.member_epoch == description.group_epoch
     assert (seen.subscribed_topics, seen.subscribed_pattern) == ([topic], "")
     assert seen.assignment == [tp(topic, p) for p in range(PARTITIONS)]
-    assert description.partitions == [
-        PartitionLag(topic, 0, 5, RECORDS_PER_PARTITION, RECORDS_PER_PARTITION - 5),
-        PartitionLag(topic, 1, 2, RECORDS_PER_PARTITION, RECORDS_PER_PARTITION - 2),
-        PartitionLag(topic, 2, None, RECORDS_PER_PARTITION, None),
+    assert [(p.topic, p.partition, p.committed_offset, p.log_end_offset, p.lag, p.owner)
+            for p in description.partitions] == [
+        (topic, 0, 5, RECORDS_PER_PARTITION, RECORDS_PER_PARTITION - 5, seen.member_id),
+        (topic, 1, 2, RECORDS_PER_PARTITION, RECORDS_PER_PARTITION - 2, seen.member_id),
+        (topic, 2, None, RECORDS_PER_PARTITION, None, seen.member_id),
     ]
+    assert [p.lag_seconds > 50 for p in description.partitions] == [True, True, False]  # stamped a minute ago
     assert description.total_lag == (RECORDS_PER_PARTITION - 5) + (RECORDS_PER_PARTITION - 2)
     assert GroupSummary(group, "Stable", 1) in admin.list_groups()
 

@@ -100,11 +100,13 @@ def test_describe_shows_members_and_lag(rill, member, group, topic):
     [[member_id, client_id, _, subscription, assignment]] = rows(result.stdout, "members: 1")
     assert (client_id, subscription, assignment) == ("cli-test-member", topic, f"{topic}:0,1,2")
     assert member_id
-    assert rows(result.stdout, "offsets: 3 partition(s)") == [
+    assert [row[:5] for row in rows(result.stdout, "offsets: 3 partition(s)")] == [
         [topic, "0", "4", str(RECORDS_PER_PARTITION), str(RECORDS_PER_PARTITION - 4)],
         [topic, "1", str(RECORDS_PER_PARTITION), str(RECORDS_PER_PARTITION), "0"],
         [topic, "2", "-", str(RECORDS_PER_PARTITION), "-"],
     ]
+    assert [row[6] for row in rows(result.stdout, "offsets: 3 partition(s)")] == [member_id] * 3
+    assert result.stdout.splitlines()[1].startswith("lag state: ")
 
 
 def test_reset_offsets_is_refused_while_the_group_has_members(rill, admin, member, group, topic):

@@ -16,10 +16,13 @@ from rill.node.config import NodeConfig, load_node_config
 
 NODE = '[[nodes]]\nid = 1\nport = 19092\n'
 BUILT_FROM_OTHER_KEYS = {"node_id", "data_dir", "nodes", "topic_defaults"}  # tested on their own below
+OTHER_CHOICES = {"log_level": "DEBUG", "log_format": "json"}  # settings with a fixed set of values
 
 
 def other_than_default(item: dataclasses.Field) -> object:
     """A valid value of a NodeConfig setting other than its default, by the setting's type."""
+    if item.name in OTHER_CHOICES:
+        return OTHER_CHOICES[item.name]
     if isinstance(item.default, bool):
         return not item.default
     if isinstance(item.default, int):

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, TypeVar
 
 from rill.client import Admin, Consumer, Producer, TopicPartition
 from rill.client.batch import read_header
@@ -37,6 +37,9 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 KILL_TIMEOUT_S = 10.0
 LOCAL_HOST = "127.0.0.1"
+
+
+E = TypeVar("E", bound=BaseException)
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05):
@@ -58,6 +61,18 @@ def poll_until_assigned(consumer, partitions: int, polls: int = 600) -> None:
         if len(consumer.assignment()) == partitions:
             return
     raise AssertionError(f"the member owns {sorted(consumer.assignment())}, not {partitions} partitions")
+
+
+def poll_until_error(consumer, error_type: type[E], polls: int = 300) -> tuple[list, E]:
+    """Every record polls return until one raises ``error_type`` (CorruptRecordError,
+    DeserializationError, ...); the records and the error."""
+    records: list = []
+    for _ in range(polls):
+        try:
+            records += consumer.poll(0.1)
+        except error_type as error:
+            return records, error
+    raise AssertionError(f"no {error_type.__name__} after {len(records)} records")
 
 
 @dataclass(frozen=True)

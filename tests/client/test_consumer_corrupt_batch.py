@@ -20,7 +20,7 @@ import time
 import hypothesis_profiles  # noqa: F401 - registers and loads the hypothesis profiles
 import pytest
 import zmq
-from brokers import wait_until
+from brokers import poll_until_error, wait_until
 from crc32c import crc32c
 from hypothesis import given
 from hypothesis import strategies as st
@@ -120,17 +120,6 @@ def write_partition(bootstrap: str, topic: str, bad_batch: bytes) -> None:
     produce_good(bootstrap, topic, AFTER_BAD, GOOD_AFTER)
 
 
-def read_until_corrupt(consumer: Consumer, polls: int = 300) -> tuple[list, CorruptRecordError]:
-    """Every record polls return until one raises CorruptRecordError; the records and the error."""
-    records: list = []
-    for _ in range(polls):
-        try:
-            records += consumer.poll(0.1)
-        except CorruptRecordError as error:
-            return records, error
-    raise AssertionError(f"no CorruptRecordError after {len(records)} records")
-
-
 def assert_stuck_at(consumer: Consumer, tp: TopicPartition, offset: int, polls: int = 5) -> None:
     """Every poll raises CorruptRecordError for ``offset``; the position does not move past it."""
     for _ in range(polls):
@@ -173,7 +162,7 @@ def test_garbage_payload_with_a_right_crc(broker, topic_name):
     tp = TopicPartition(topic_name, 0)
     with Consumer(broker.bootstrap, group_id=topic_name, topics=[topic_name], auto_offset_reset="earliest",
                   auto_commit_interval_ms=50, max_poll_records=30, heartbeat_interval_ms=200) as consumer:
-        records, error = read_until_corrupt(consumer)
+        records, error = poll_until_error(consumer, CorruptRecordError)
         assert [record.offset for record in records] == list(range(GOOD_BEFORE))
         assert [record.value for record in records] == [b"%d" % n for n in range(GOOD_BEFORE)]
         assert (error.topic, error.partition, error.offset) == (topic_name, 0, BAD_OFFSET)
@@ -207,7 +196,7 @@ def test_pausing_the_bad_partition_lets_the_others_be_read(broker, topic_name):
     bad, other = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
     with Consumer(broker.bootstrap, auto_offset_reset="earliest") as consumer:
         consumer.assign([bad, other])
-        records, error = read_until_corrupt(consumer)
+        records, error = poll_until_error(consumer, CorruptRecordError)
         assert [r.offset for r in records if r.partition == 0] == list(range(GOOD_BEFORE))
         assert error.offset == BAD_OFFSET
         consumer.pause([bad])  # the way to read the other partitions on without skipping the bad batch
@@ -229,7 +218,7 @@ def test_crc_mismatch_in_the_log(broker, topic_name):
     with Consumer(broker.bootstrap, auto_offset_reset="earliest") as consumer:
         consumer.assign([tp])
         assert consumer.end_offsets([tp]) == {tp: END}, "the broker kept every batch"
-        records, error = read_until_corrupt(consumer)
+        records, error = poll_until_error(consumer, CorruptRecordError)
         assert [record.offset for record in records] == list(range(GOOD_BEFORE))
         assert (error.offset, "CRC" in str(error)) == (BAD_OFFSET, True)
         assert_stuck_at(consumer, tp, BAD_OFFSET)

@@ -16,7 +16,7 @@ import traceback
 
 import msgspec
 import pytest
-from brokers import wait_until
+from brokers import poll_until_error, wait_until
 from rill.client import Consumer, JsonDeserializer, Producer, TopicPartition
 from rill.client.errors import DeserializationError
 
@@ -37,17 +37,6 @@ def write_partition(bootstrap: str, topic: str, partition: int = 0, poison: byte
         futures = [producer.send(topic, value, partition=partition) for value in values]
         producer.flush()
     assert [future.result(10).offset for future in futures] == list(range(END))
-
-
-def read_until_error(consumer: Consumer, polls: int = 300) -> tuple[list, DeserializationError]:
-    """Every record polls return until one raises DeserializationError; the records and the error."""
-    records: list = []
-    for _ in range(polls):
-        try:
-            records += consumer.poll(0.1)
-        except DeserializationError as error:
-            return records, error
-    raise AssertionError(f"no DeserializationError after {len(records)} records")
 
 
 def assert_stuck_at(consumer: Consumer, tp: TopicPartition, offset: int, polls: int = 5) -> None:
@@ -81,7 +70,7 @@ def test_a_poison_value_stops_the_partition_at_its_offset(admin, shared_broker, 
     with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest", max_poll_records=7,
                   value_deserializer=JsonDeserializer()) as consumer:
         consumer.assign([tp])
-        records, error = read_until_error(consumer)
+        records, error = poll_until_error(consumer, DeserializationError)
         assert [record.offset for record in records] == list(range(GOOD_BEFORE))
         assert [record.value for record in records] == [{"n": n} for n in range(GOOD_BEFORE)]
         assert (error.topic, error.partition, error.offset) == (topic_name, 0, POISON)
@@ -103,7 +92,7 @@ def test_a_poison_key_names_the_key(admin, shared_broker, topic_name):
     tp = TopicPartition(topic_name, 0)
     with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest", key_deserializer=int) as consumer:
         consumer.assign([tp])
-        records, error = read_until_error(consumer)
+        records, error = poll_until_error(consumer, DeserializationError)
         assert [record.key for record in records] == [1, 2]
         assert error.offset == 2 and "the key of the record at offset 2" in str(error)
         assert isinstance(error.__cause__, ValueError)
@@ -119,7 +108,7 @@ def test_in_a_group_no_commit_passes_the_poison_record(admin, shared_broker, top
     with Consumer(shared_broker.bootstrap, group_id=topic_name, topics=[topic_name], auto_offset_reset="earliest",
                   auto_commit_interval_ms=50, heartbeat_interval_ms=200,
                   value_deserializer=lambda data: json.loads(data)) as consumer:
-        records, error = read_until_error(consumer)
+        records, error = poll_until_error(consumer, DeserializationError)
         assert [record.value["n"] for record in records] == list(range(GOOD_BEFORE))
         assert (error.offset, type(error.__cause__)) == (POISON, json.JSONDecodeError)
 
@@ -150,7 +139,7 @@ def test_other_partitions_read_on_when_the_bad_one_is_paused(admin, shared_broke
     bad, other = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
     with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest", value_deserializer=JsonDeserializer()) as c:
         c.assign([bad, other])
-        records, error = read_until_error(c)
+        records, error = poll_until_error(c, DeserializationError)
         assert [r.offset for r in records if r.partition == 0] == list(range(GOOD_BEFORE))
         assert (error.partition, error.offset) == (0, POISON)
         c.pause([bad])
@@ -177,7 +166,7 @@ def test_seeking_to_the_record_again_retries_it(admin, shared_broker, topic_name
     tp = TopicPartition(topic_name, 0)
     with Consumer(shared_broker.bootstrap, auto_offset_reset="earliest", value_deserializer=flaky) as consumer:
         consumer.assign([tp])
-        records, error = read_until_error(consumer)
+        records, error = poll_until_error(consumer, DeserializationError)
         assert (len(records), error.offset, type(error.__cause__)) == (GOOD_BEFORE, POISON, ConnectionError)
         assert_stuck_at(consumer, tp, POISON, polls=2)
         consumer.seek(tp, POISON)

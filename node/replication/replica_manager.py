@@ -300,11 +300,17 @@ class ReplicaManager:
     # ---- fetch ----------------------------------------------------------------
 
     def fetch(self, request: protocol.FetchRequest) -> protocol.FetchResponse | Awaitable[protocol.FetchResponse]:
-        """Read now; if fewer than min_bytes are there, wait for appends up to max_wait_ms."""
+        """Read now; if fewer than min_bytes are there, wait for appends up to max_wait_ms.
+
+        The waiter is registered here, before returning: the long poll's task starts on a later turn of
+        the loop, and an append or high-watermark move in between must still wake it.
+        """
         response, size = self._read(request)
         if size >= max(request.min_bytes, 1) or request.max_wait_ms <= 0 or _has_error(response):
             return self._answered(request, response)
-        return self._long_poll(request, min(request.max_wait_ms, self._limits.max_fetch_wait_ms) / 1000)
+        wait_s = min(request.max_wait_ms, self._limits.max_fetch_wait_ms) / 1000
+        keys = [(t.topic, p.partition) for t in request.topics for p in t.partitions]
+        return self._long_poll(request, keys, self._watch(keys), time.monotonic() + wait_s)
 
     def _answered(self, request: protocol.FetchRequest, response: protocol.FetchResponse) -> protocol.FetchResponse:
         """A fetch's final answer; a consumer's is counted in the stats (records and bytes out per topic)."""
@@ -312,17 +318,14 @@ class ReplicaManager:
             self._stats.fetched(request, response)
         return response
 
-    async def _long_poll(self, request: protocol.FetchRequest, wait_s: float) -> protocol.FetchResponse:
-        deadline = time.monotonic() + wait_s
-        keys = [(t.topic, p.partition) for t in request.topics for p in t.partitions]
-        loop = asyncio.get_running_loop()
+    async def _long_poll(self, request: protocol.FetchRequest, keys: list[PartitionKey], woken: asyncio.Future,
+                         deadline: float) -> protocol.FetchResponse:
+        """Wait on ``woken`` (already watching ``keys``), re-read when woken, until enough data or ``deadline``."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self._forget_waiter(keys, woken)
                 break
-            woken = loop.create_future()
-            for key in keys:
-                self._fetch_waiters[key].add(woken)
             try:
                 await asyncio.wait_for(woken, remaining)
             except asyncio.TimeoutError:
@@ -332,7 +335,15 @@ class ReplicaManager:
             response, size = self._read(request)
             if size >= request.min_bytes or _has_error(response):
                 return self._answered(request, response)
+            woken = self._watch(keys)
         return self._answered(request, self._read(request)[0])
+
+    def _watch(self, keys: list[PartitionKey]) -> asyncio.Future:
+        """A future that the next append or high-watermark move on any of ``keys`` completes."""
+        woken = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._fetch_waiters[key].add(woken)
+        return woken
 
     def _forget_waiter(self, keys: list[PartitionKey], woken: asyncio.Future) -> None:
         for key in keys:

@@ -1,7 +1,7 @@
 """Requests from this broker to other brokers (and to the controller) over ZeroMQ, on the asyncio loop.
 
-One DEALER socket per peer, with a reader task that matches responses to
-waiting futures by correlation id, so followers' fetches, ISR changes and
+One DEALER socket per peer, read by the loop (loop_socket.py), which
+matches responses to waiting futures by correlation id, so followers' fetches, ISR changes and
 heartbeats share a connection and many are in flight at once. ``IMMEDIATE``
 makes a request to a peer that is not connected fail at once with
 BrokerNotAvailableError instead of queueing. The addresses are the peers'
@@ -29,6 +29,7 @@ from rill.client.errors import (
     error_for_code,
 )
 from rill.node.network.connection_monitor import ConnectionMonitor
+from rill.node.network.loop_socket import LoopSocket
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,8 @@ class BrokerClient:
     sends a message over ``max_response_bytes`` is disconnected by ZeroMQ (MAXMSGSIZE). libzmq treats
     that as a protocol error and never reconnects such a socket, so a peer that stays unreachable for
     ABANDONED_AFTER_S while its address does not refuse connections gets a new socket. A response
-    that does not decode, whatever the bytes, is dropped or fails its request: the reader of a
-    peer's socket (started through ``spawn``, which supervises it) never dies of it.
+    that does not decode, whatever the bytes, is dropped or fails its request: reading a peer's
+    socket never stops because of it. ``spawn`` starts (and supervises) the connection monitors.
     """
 
     def __init__(self, context: zmq.asyncio.Context, node_id: int, addresses: dict[int, str],
@@ -56,20 +57,19 @@ class BrokerClient:
         self._secure = secure
         self._client_id = f"broker-{node_id}"
         self._addresses = addresses
-        self._sockets: dict[int, zmq.asyncio.Socket] = {}
-        self._readers: dict[int, asyncio.Task] = {}
+        self._sockets: dict[int, LoopSocket] = {}
         self._monitors: dict[int, ConnectionMonitor] = {}
         self._waiting: dict[int, tuple[protocol.Api, asyncio.Future]] = {}
         self._correlation_ids = itertools.count(1)
         self._unreachable_since: dict[int, float] = {}  # node id -> first failed send since the last one sent
 
-    def _socket(self, node_id: int) -> zmq.asyncio.Socket:
-        socket = self._sockets.get(node_id)
-        if socket is None:
+    def _socket(self, node_id: int) -> LoopSocket:
+        loop_socket = self._sockets.get(node_id)
+        if loop_socket is None:
             address = self._addresses.get(node_id)
             if address is None:
                 raise BrokerNotAvailableError(f"no address known for broker {node_id}")
-            socket = self._context.socket(zmq.DEALER)
+            socket = zmq.Socket(self._context, zmq.DEALER)
             self._secure(socket)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.IMMEDIATE, 1)
@@ -80,9 +80,8 @@ class BrokerClient:
             socket.setsockopt(zmq.MAXMSGSIZE, self._max_response_bytes)
             self._monitors[node_id] = ConnectionMonitor(socket, f"broker {node_id} at {address}", self._spawn)
             socket.connect(f"tcp://{address}")
-            self._sockets[node_id] = socket
-            self._readers[node_id] = self._spawn(f"reader of broker {node_id}", self._read(socket))
-        return socket
+            loop_socket = self._sockets[node_id] = LoopSocket(socket, self._on_response)
+        return loop_socket
 
     def connect(self, node_ids: list[int]) -> None:
         """Connect to these brokers now rather than at the first request, so that their connections
@@ -102,7 +101,7 @@ class BrokerClient:
         frame = protocol.encode_request(api, correlation_id, body, self._client_id)
         socket = self._socket(node_id)
         try:
-            await socket.send(frame, zmq.NOBLOCK)
+            socket.send(frame)
         except zmq.Again:
             self._renew_if_abandoned(node_id)
             raise BrokerNotAvailableError(f"broker {node_id} is not connected") from None
@@ -127,36 +126,35 @@ class BrokerClient:
         log.warning("broker %d unreachable for %.0f s though its address accepts connections: "
                     "opening a new connection", node_id, now - since)
         del self._unreachable_since[node_id]
-        self._readers.pop(node_id).cancel()
         self._monitors.pop(node_id).close()
-        self._sockets.pop(node_id).close(linger=0)
+        self._sockets.pop(node_id).close()
 
-    async def _read(self, socket: zmq.asyncio.Socket) -> None:
-        while True:
-            frame = await socket.recv()
-            try:
-                envelope = protocol.decode_response_envelope(frame)
-            except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
-                log.warning("dropped a malformed response from a broker: %s", error)
-                continue
-            entry = self._waiting.get(envelope.correlation_id)
-            if entry is None or entry[1].done():
-                continue
-            api, future = entry
-            if envelope.error_code:
-                future.set_exception(error_for_code(envelope.error_code, envelope.error_message))
-                continue
-            try:
-                future.set_result(protocol.decode_response_body(api.key, envelope.body))
-            except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
-                future.set_exception(error_for_code(-1, f"malformed {api.name} response: {error}"))
+    def _on_response(self, frames: list[bytes]) -> None:
+        """Complete the request a response answers; one that does not decode is dropped or fails it."""
+        if len(frames) != 1:
+            log.warning("dropped a response from a broker with %d frames, not 1", len(frames))
+            return
+        try:
+            envelope = protocol.decode_response_envelope(frames[0])
+        except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
+            log.warning("dropped a malformed response from a broker: %s", error)
+            return
+        entry = self._waiting.get(envelope.correlation_id)
+        if entry is None or entry[1].done():
+            return
+        api, future = entry
+        if envelope.error_code:
+            future.set_exception(error_for_code(envelope.error_code, envelope.error_message))
+            return
+        try:
+            future.set_result(protocol.decode_response_body(api.key, envelope.body))
+        except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
+            future.set_exception(error_for_code(-1, f"malformed {api.name} response: {error}"))
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.cancel()
         for monitor in self._monitors.values():
             monitor.close()
         self._monitors.clear()
-        for socket in self._sockets.values():
-            socket.close(linger=0)
+        for loop_socket in self._sockets.values():
+            loop_socket.close()
         self._sockets.clear()

@@ -44,6 +44,7 @@ from rill.client.errors import (
     code_of,
 )
 from rill.node.broker_stats import UNKNOWN_API, BrokerStats
+from rill.node.network.loop_socket import LoopSocket
 from rill.node.network.slow_requests import DEFAULT_SLOW_REQUEST_MS, SlowRequestLog
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class NetworkServer:
         ``parking`` bounds the waiting requests (None: no bound, for a listener that admits only brokers);
         ``stats`` counts requests, their latency and errors by type (the client port's, for /metrics);
         requests answered later than ``slow_request_ms`` are logged (slow_requests.py)."""
-        self._socket = context.socket(zmq.ROUTER)
+        self._socket = zmq.Socket(context, zmq.ROUTER)  # a plain socket, read by a LoopSocket once serving
+        self._loop_socket: LoopSocket | None = None
         if secure is not None:
             secure(self._socket)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -102,14 +104,17 @@ class NetworkServer:
         self._slow = SlowRequestLog(slow_request_ms, clock_s=time.perf_counter)  # the clock of ``started``
 
     async def serve(self, handler: Handler) -> None:
-        """Serve with ``handler`` until cancelled. Requests that arrived before are served in order."""
+        """Serve with ``handler`` until cancelled. Requests that arrived before are served in order.
+
+        The loop reads the socket (loop_socket.py): each message is handled as it is read, and a bug in
+        handling one is logged and serving goes on.
+        """
         self._handler = handler
-        while True:
-            frames = await self._socket.recv_multipart(copy=True)
-            try:
-                self._receive(frames)
-            except Exception:  # noqa: BLE001 - a bug in serving one message must not end serving
-                log.exception("serving a message failed; serving goes on")
+        self._loop_socket = LoopSocket(self._socket, self._receive)
+        try:
+            await asyncio.get_running_loop().create_future()  # serves until cancelled
+        finally:
+            self._loop_socket.close()
 
     def _receive(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
@@ -224,7 +229,7 @@ class NetworkServer:
         if self._socket.closed:
             return  # a long poll that ended after shutdown began
         try:
-            self._socket.send_multipart((identity, frame), flags=zmq.NOBLOCK, copy=False)
+            self._loop_socket.send_multipart((identity, frame), copy=False)  # answers exist only once serving
         except zmq.Again:
             log.warning("dropped a response: the peer's queue is full")
         except zmq.ZMQError as error:

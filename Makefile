@@ -75,8 +75,10 @@ chromium:
 
 # pytest exits 5 when it collects no tests; like any non-zero exit, that fails the target.
 # The property tests run their fast derandomized subset here, whatever HYPOTHESIS_PROFILE the shell has.
+# Then the performance guard (bench-quick, below) runs once.
 test: $(VENV) chromium
 	HYPOTHESIS_PROFILE=default $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python loadtest/bench_quick.py
 
 # Fuzzes a real broker over its wire protocol (tests/fuzz): FUZZ_CASES random cases in all, no test timeout;
 # then the client API's property tests (wrong types and values for every public method) at the fuzz profile.
@@ -85,8 +87,30 @@ fuzz: $(VENV)
 	HYPOTHESIS_PROFILE=fuzz FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -p no:cacheprovider --timeout=0 tests/fuzz $(PYTEST_ARGS)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider --timeout=0 $(CLIENT_FUZZ) $(PYTEST_ARGS)
 
+# Rill against its own ceilings and its peers, as ratios (loadtest/bench.py; BENCH_ARGS, e.g. --sections single).
+# Redis and NATS columns need bench-peers once; otherwise they say "not installed".
+BENCH_ARGS ?=
 bench: $(VENV)
-	$(BIN)/python loadtest/bench.py
+	$(BIN)/python loadtest/bench.py $(BENCH_ARGS)
+
+# The peers of the bench: Debian's redis-server and nats-server (as root, like chromium), the Python clients
+# from PyPI (the "peers" extra), then the bench.
+.PHONY: bench-peers
+bench-peers: $(VENV)
+	@if { ! command -v redis-server || ! { command -v nats-server || [ -x /usr/sbin/nats-server ]; }; } >/dev/null \
+			&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server and nats-server for the bench"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nats-server >/dev/null; } \
+			|| echo "could not install redis-server and nats-server: their columns will say not installed"; \
+	fi
+	$(BIN)/python -m pip install --quiet -e '.[dev,peers]'
+	$(BIN)/python loadtest/bench.py $(BENCH_ARGS)
+
+# The performance guard (loadtest/bench_quick.py): produce and consume on one broker as ratios to the client's
+# ceiling, against loadtest/bench_baseline.json; fails below half of it. BASELINE=write records a new baseline.
+.PHONY: bench-quick
+bench-quick: $(VENV)
+	$(BIN)/python loadtest/bench_quick.py $(if $(filter write,$(BASELINE)),--write-baseline)
 
 # The e-commerce demo (examples/ecommerce): starts the cluster if none answers, the order, payment, inventory and
 # notification services, places orders for DURATION seconds at RATE per second, shows a live summary, stops what it started.

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rill.client.admin import Admin
+    from rill.client.batch_future import BatchFuture, BatchMetadata
     from rill.client.consumer import Consumer
     from rill.client.producer import Producer
+    from rill.client.record_columns import BytesColumn, RecordColumns
     from rill.client.handler import HandlerStats, run_handler
     from rill.client.retry_policy import Retry
     from rill.client.json_schema import JsonSchemaDeserializer, JsonSchemaSerializer
@@ -52,6 +54,8 @@ _HOMES = {
     "HandlerStats": "handler", "run_handler": "handler", "Retry": "retry_policy",
     "JsonSchemaSerializer": "json_schema", "JsonSchemaDeserializer": "json_schema",
     "SchemaVersion": "schema_registry", "CompatibilityReport": "schema_registry",
+    "BatchFuture": "batch_future", "BatchMetadata": "batch_future",
+    "BytesColumn": "record_columns", "RecordColumns": "record_columns",
 }
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "Deserializer", "JsonDeserializer", "JsonSerializer", "MsgspecDeserializer", "MsgspecSerializer", "Serializer",
     "HandlerStats", "run_handler", "Retry",
     "JsonSchemaSerializer", "JsonSchemaDeserializer", "SchemaVersion", "CompatibilityReport",
+    "BatchFuture", "BatchMetadata", "BytesColumn", "RecordColumns",
 ]
 assert sorted(__all__) == sorted(_HOMES)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from rill.client import protocol
 from rill.client.arguments import check_type
@@ -54,6 +54,7 @@ from rill.client.network import NetworkClient, parse_bootstrap
 from rill.client.offset_committer import OffsetCommitter
 from rill.client.offset_lookup import list_offsets
 from rill.client.rebalance import Rebalancer, names
+from rill.client.record_columns import RecordColumns
 from rill.client.serialization import DeserializerLike
 from rill.client.subscription_state import SubscriptionState
 from rill.client.types import PartitionLag, Record, TopicPartition
@@ -302,12 +303,34 @@ class Consumer:
         Positions, and so commits, never pass the offset that failed.
         """
         self._check_open()
-        deadline = time.monotonic() + check_poll_timeout(timeout)
+        return self._poll_rounds(check_poll_timeout(timeout), self._fetcher.collect, self._config.max_poll_records)
+
+    def poll_batch(self, timeout: float = 1.0, max_records: int | None = None) -> list[RecordColumns]:
+        """``poll`` as columns: one RecordColumns (client/record_columns.py) per partition that had records,
+        at most ``max_records`` records in all (default max_poll_records), never an object per record.
+
+        Everything else is as ``poll``: group duties run inside it, positions move past what it returns
+        (so ``commit()`` commits it), paused partitions are skipped, deserializers apply, and
+        CorruptRecordError / DeserializationError stop a partition after the records before them.
+        """
+        self._check_open()
+        wait_s = check_poll_timeout(timeout)
+        if max_records is None:
+            max_records = self._config.max_poll_records
+        else:
+            check_type("max_records", max_records, int)
+            if max_records < 1:
+                raise ValueError(f"max_records must be at least 1, got {max_records}")
+        return self._poll_rounds(wait_s, self._fetcher.collect_columns, max_records)
+
+    def _poll_rounds(self, wait_s: float, collect: Callable[[int], list], max_records: int) -> list:
+        """What poll and poll_batch share: group duties, fetches and waiting, until ``collect`` has records."""
+        deadline = time.monotonic() + wait_s
         for _ in range(POLL_ROUNDS_MAX):
             if self._link is not None:
                 self._run_group()
             self._initialize_positions()
-            records = self._fetcher.collect(self._config.max_poll_records)
+            records = collect(max_records)
             if records:
                 self._fetcher.send_fetches()  # keep the next fetch in flight while the caller works
                 return records

@@ -3,9 +3,17 @@
 One fetch request per leader broker is kept in flight, for the partitions
 with nothing left undecoded, asking from the offset after what is already
 buffered: the broker reads the next data while the application works.
+Partitions that have caught up with their high watermark are not fetched
+alone while another partition of their leader still has a response
+waiting to be decoded: such a fetch would wait (long poll, up to
+fetch_max_wait_ms) for new data, and hold up the fetch of that other
+partition, which has more to read, until it returned. They go out with it
+once its response is decoded.
 A response is decoded, a whole one at a time, with bulk column calls
 (client/batch.py) when ``collect`` needs records; then the next fetch goes
-out.
+out. ``collect_columns`` (``poll_batch``) decodes into RecordColumns
+(client/record_columns.py) instead, never an object per record; what one
+leaves decoded the other takes over.
 
 A partition's buffer belongs to one position: after a seek (even to the
 offset it is at: the way to retry a record a deserializer failed on for a
@@ -42,6 +50,14 @@ from rill.client.errors import (
 )
 from rill.client.metadata import ClusterMetadata
 from rill.client.network import NetworkClient
+from rill.client.record_columns import (
+    RecordColumns,
+    columns_of_records,
+    concat_columns,
+    decode_columns,
+    deserialize_columns,
+    split_columns,
+)
 from rill.client.serialization import deserialize_records, deserializing
 from rill.client.subscription_state import PartitionState, SubscriptionState
 from rill.client.types import Record, TopicPartition
@@ -60,7 +76,8 @@ class PartitionBuffer:
     partition's seek count when the buffer was made: a later seek makes it stale.
     """
 
-    __slots__ = ("decoded_to", "error", "fetch_position", "position", "records", "responses", "seeks")
+    __slots__ = ("columns", "decoded_to", "error", "fetch_position", "high_watermark", "position", "records", "responses",
+                 "seeks")
 
     def __init__(self, position: int, seeks: int):
         self.position = position
@@ -69,11 +86,27 @@ class PartitionBuffer:
         self.fetch_position = position
         self.responses: deque[bytes] = deque()  # fetched, not decoded yet
         self.records: deque[Record] = deque()
+        self.columns: deque[RecordColumns] = deque()  # decoded for poll_batch, not yet returned
         self.error: RillError | None = None
+        self.high_watermark = -1  # as the last fetch answer said; -1 before one
 
     @property
     def fetchable(self) -> bool:
         return not self.responses and self.error is None
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the next fetch would ask from the high watermark on, so the broker has nothing to send yet."""
+        return 0 <= self.high_watermark <= self.fetch_position
+
+    @property
+    def waiting_to_decode(self) -> bool:
+        return bool(self.responses) and self.error is None
+
+    @property
+    def has_records(self) -> bool:
+        """Decoded records not yet returned, as Records (for poll) or columns (for poll_batch)."""
+        return bool(self.records or self.columns)
 
     def take(self, count: int) -> list[Record]:
         records = self.records
@@ -139,7 +172,7 @@ class Fetcher:
                 out += drained
                 moved.append((tp, buffer.position))
             state.position = buffer.position
-            if buffer.error is not None and not buffer.records:
+            if buffer.error is not None and not buffer.has_records:
                 if not out:
                     self._raise(tp, buffer)
                 break
@@ -153,7 +186,7 @@ class Fetcher:
         for tp, state in self._subscriptions.fetchable():
             buffer = self._buffers.get(tp)
             if buffer is not None and buffer.position == state.position and buffer.seeks == state.seeks \
-                    and buffer.error is not None and not buffer.records:
+                    and buffer.error is not None and not buffer.has_records:
                 self._raise(tp, buffer)
 
     def _raise(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
@@ -168,6 +201,8 @@ class Fetcher:
                 break
             if buffer.records:
                 taken += buffer.take(budget - len(taken))
+            elif buffer.columns:  # left by poll_batch
+                buffer.records.extend(buffer.columns.popleft().to_records())
             elif buffer.responses and buffer.error is None:
                 self._decode_next_response(tp, buffer)
             else:
@@ -215,15 +250,109 @@ class Fetcher:
             buffer.fail(error)
         return error is None
 
+    # ---- record columns (poll_batch) ----------------------------------------------------------
+
+    def collect_columns(self, max_records: int) -> list[RecordColumns]:
+        """``collect`` for ``poll_batch``: up to ``max_records`` buffered records as one RecordColumns per
+        partition that has some, moving positions past them; errors surface as in ``collect``."""
+        self._raise_error_found_earlier()
+        out: list[RecordColumns] = []
+        total = 0
+        moved: list[tuple[TopicPartition, int]] = []
+        for tp, state in self._subscriptions.fetchable():
+            buffer = self._buffer(tp, state)
+            columns = self._drain_columns(tp, buffer, max_records - total)
+            if columns is not None:
+                out.append(columns)
+                total += len(columns)
+                moved.append((tp, buffer.position))
+            state.position = buffer.position
+            if buffer.error is not None and not buffer.has_records:
+                if not out:
+                    self._raise(tp, buffer)
+                break
+            if total >= max_records:
+                break
+        if out:
+            self._metrics.records_returned(total, moved)
+        return out
+
+    def _drain_columns(self, tp: TopicPartition, buffer: PartitionBuffer, budget: int) -> RecordColumns | None:
+        if buffer.records:  # left by poll
+            buffer.columns.appendleft(columns_of_records(tp.topic, tp.partition, buffer.records))
+            buffer.records.clear()
+        parts: list[RecordColumns] = []
+        for _ in range(MAX_RESPONSES_PER_COLLECT):
+            if budget <= 0:
+                break
+            if buffer.columns:
+                part = buffer.columns.popleft()
+                if len(part) > budget:
+                    part, rest = split_columns(part, budget)
+                    buffer.columns.appendleft(rest)
+                parts.append(part)
+                budget -= len(part)
+            elif buffer.responses and buffer.error is None:
+                self._decode_next_response_columns(tp, buffer)
+            else:
+                break
+        if not parts:
+            return None
+        buffer.position = parts[-1].offsets[-1] + 1
+        return concat_columns(parts)
+
+    def _decode_next_response_columns(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
+        """``_decode_next_response`` into columns: one RecordColumns for the whole response."""
+        data = buffer.responses.popleft()
+        parts: list[RecordColumns] = []
+        read_bytes = 0
+        try:
+            for _ in range(MAX_BATCHES_PER_RESPONSE):
+                if read_bytes >= len(data):
+                    break
+                header = check_batch(data, read_bytes, self._config.check_crcs)
+                if header.next_offset > buffer.decoded_to:
+                    parts.append(decode_columns(data, read_bytes, header, tp.topic, tp.partition,
+                                                buffer.decoded_to - header.base_offset))
+                read_bytes += header.size
+        except CorruptRecordError as error:
+            if not self._keep_columns(buffer, parts):
+                return
+            log.error("%s-%d: corrupt batch at offset %d: %s", tp.topic, tp.partition, buffer.decoded_to, error)
+            buffer.fail(CorruptRecordError(
+                f"{tp.topic}-{tp.partition}: the record batch holding offset {buffer.decoded_to} is corrupt "
+                f"({error}); seek past it to read on", tp.topic, tp.partition, buffer.decoded_to))
+            return
+        self._keep_columns(buffer, parts)
+
+    def _keep_columns(self, buffer: PartitionBuffer, parts: list[RecordColumns]) -> bool:
+        """``_keep`` for columns: buffer them deserialized; False if a record failed to deserialize."""
+        if not parts:
+            return True
+        columns = concat_columns(parts)
+        error = None
+        if self._deserialize_key is not None or self._deserialize_value is not None:
+            columns, error = deserialize_columns(columns, self._deserialize_key, self._deserialize_value)
+        if len(columns):
+            buffer.columns.append(columns)
+            buffer.decoded_to = columns.offsets[-1] + 1
+        if error is not None:
+            log.error("%s", error)
+            buffer.fail(error)
+        return error is None
+
     # ---- fetch requests -------------------------------------------------------------------
 
     def send_fetches(self) -> None:
         """One fetch per leader broker not already fetching, for partitions with nothing left to decode."""
         self._forget_unassigned()
         by_address: dict[str, list[tuple[TopicPartition, PartitionBuffer]]] = {}
+        decoding: set[str] = set()  # leaders with a partition whose buffered response is not decoded yet
         for tp, state in self._subscriptions.fetchable():
             buffer = self._buffer(tp, state)
             if not buffer.fetchable:
+                if buffer.waiting_to_decode:
+                    decoding.add(self._metadata.leader_address(tp.topic, tp.partition))
                 continue
             address = self._metadata.leader_address(tp.topic, tp.partition)
             if address is None:
@@ -231,6 +360,8 @@ class Fetcher:
             elif address not in self._fetching:
                 by_address.setdefault(address, []).append((tp, buffer))
         for address, partitions in by_address.items():
+            if address in decoding and all(buffer.caught_up for _, buffer in partitions):
+                continue  # a long poll now would hold up the fetch that partition needs next
             self._send_fetch(address, partitions)
 
     def _forget_unassigned(self) -> None:
@@ -281,6 +412,7 @@ class Fetcher:
                     self._on_partition_error(tp, buffer, error_for_code(answer.error_code, answer.error_message))
                     continue
                 self._metrics.partition_fetched(tp, answer.high_watermark, buffer.position)
+                buffer.high_watermark = answer.high_watermark
                 if answer.records:
                     self._add_response(buffer, answer.records)
 

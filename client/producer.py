@@ -17,11 +17,13 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping
+from functools import partial
+from itertools import repeat
 from typing import Any
 
 import zmq
 from rill.client import batch as batch_format
-from rill.client.accumulator import RecordAccumulator, RecordFuture
+from rill.client.accumulator import ProducerBatch, RecordAccumulator, RecordFuture
 from rill.client.arguments import (
     MAX_INT32,
     MAX_TIMESTAMP_MS,
@@ -34,6 +36,8 @@ from rill.client.arguments import (
     record_bytes,
     record_headers,
 )
+from rill.client.batch_future import BatchFuture
+from rill.client.bulk_send import BulkRecords, bulk_records, group_by_partition, pick
 from rill.client.errors import (
     InvalidConfigError,
     ProducerClosedError,
@@ -189,6 +193,93 @@ class Producer:
         if timestamp_ms is None:
             timestamp_ms = int(_wall_clock_s() * 1000)
         return self._accumulator.append(topic, partition, timestamp_ms, key, value, headers, size)
+
+    def send_many(self, topic: str, values: Any, keys: Any = None, headers: Any = None,
+                  partition: int | None = None) -> BatchFuture:
+        """Queue many records at once; the BatchFuture gives their partitions and offsets, in input order,
+        once all are acknowledged. The records go through the same batches as ``send``'s (batch_size,
+        linger_ms, retries, idempotence, acks, buffer_memory, metrics, ``flush``), appended a batch-sized
+        slice at a time instead of a call per record.
+
+        ``values`` and ``keys`` (optional, one per value): lists or tuples of bytes or None, numpy arrays
+        (dtype object, or 'S'), pyarrow binary or string arrays, or a poll_batch column (client/bulk_send.py).
+        ``headers``: None, one dict (or list of pairs) for every record, or a list with one per record.
+        With keys each record goes where ``send`` would put it (Kafka's murmur2; a None key to the sticky
+        partition); with ``partition`` all go there; with neither they fill one partition's batch after
+        another, as the sticky partitioner does. Every record of the call gets the call's timestamp.
+        Serializers, if configured, run per record: raw bytes skip them and are the fast path.
+
+        Everything is checked before anything is queued: TypeError for a wrong type (naming the item),
+        ValueError for columns of different lengths or a bad header, UnknownTopicError, RecordTooLargeError,
+        SerializationError. Blocks up to max_block_ms for the topic's metadata and for buffer_memory before
+        each slice: if it stays full (or the producer closes) after some slices were queued, those are sent
+        and the rest fail in the future with that error; if before any, it is raised.
+        """
+        if self._closed:
+            raise ProducerClosedError("send_many() after close()")
+        if self._sender.fatal_error is not None:
+            raise ProducerClosedError(str(self._sender.fatal_error))
+        check_topic(topic)
+        if partition is not None:
+            check_partition(partition)
+        serialize = None
+        if self._key_serializer is not None or self._value_serializer is not None:
+            serialize = partial(self._serialize, topic)
+        records = bulk_records(values, keys, headers, serialize)
+        count = self._sender.partition_counts.get(topic)
+        if count is None:
+            count = self._wait_for_topic(topic)
+        if partition is not None and not 0 <= partition < count:
+            raise UnknownTopicError(f"topic {topic!r} has partitions 0..{count - 1}, not {partition}")
+        if records.largest + batch_format.HEADER_SIZE > self._max_request_size:
+            raise RecordTooLargeError(f"a record of {records.largest} bytes is over "
+                                      f"max_request_size={self._max_request_size}")
+        future = BatchFuture(topic, len(records.values), int(_wall_clock_s() * 1000))
+        try:
+            if partition is not None or count == 1:
+                self._append_to(topic, partition or 0, records, future)
+            elif records.keys is not None:
+                self._append_keyed(topic, count, records, future)
+            else:
+                self._append_sticky(topic, count, records, future)
+        except (RequestTimeoutError, ProducerClosedError) as error:
+            if not future.queued_any():
+                raise
+            future.not_queued(error)
+        future.start()
+        return future
+
+    def _append_to(self, topic: str, partition: int, records: BulkRecords, future: BatchFuture) -> None:
+        self._accumulator.append_many(topic, partition, future.timestamp, records.keys, records.values,
+                                      records.headers, records.sizes, 0, len(records.values), future.add_run)
+
+    def _append_sticky(self, topic: str, count: int, records: BulkRecords, future: BatchFuture) -> None:
+        """Unkeyed records: the sticky partition's open batch is filled, then the next partition's."""
+        position, total = 0, len(records.values)
+        while position < total:
+            partition = self._sticky.get(topic)
+            if partition is None or partition >= count:
+                partition = self._partitioner.partition(topic, count)
+            position = self._accumulator.append_many(topic, partition, future.timestamp, records.keys,
+                                                     records.values, records.headers, records.sizes,
+                                                     position, total, future.add_run, until_closed=True)
+
+    def _append_keyed(self, topic: str, count: int, records: BulkRecords, future: BatchFuture) -> None:
+        """Keyed records: each partition's records (send's choice, key by key) appended as one column."""
+        keys = records.keys
+        if keys.count(None):
+            sticky = self._partitioner.partition(topic, count)
+            partitions = [sticky if key is None else partition_for_key(key, count) for key in keys]
+        else:
+            partitions = list(map(partition_for_key, keys, repeat(count)))
+        for partition, indices in group_by_partition(partitions):
+            def add(batch: ProducerBatch, index: int, start: int, added: int, indices: list[int] = indices) -> None:
+                future.add(batch, index, added, indices[start:start + added])
+
+            headers = pick(records.headers, indices) if isinstance(records.headers, list) else records.headers
+            self._accumulator.append_many(topic, partition, future.timestamp, pick(keys, indices),
+                                          pick(records.values, indices), headers, pick(records.sizes, indices), 0,
+                                          len(indices), add)
 
     def _serialize(self, topic: str, key: Any, value: Any, headers: Mapping[str, bytes] | list | None
                    ) -> tuple[bytes | None, bytes | None, dict[str, bytes] | None, int]:

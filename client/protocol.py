@@ -179,12 +179,28 @@ class TopicFetch(Struct):
     topic_id: str = ""  # followers name the topic incarnation they replicate; "" skips the check
 
 
+class ForgottenTopic(Struct):
+    """Partitions an incremental fetch drops from its fetch session."""
+
+    topic: str
+    partitions: list[int]
+
+
+FULL_FETCH_EPOCH = -1  # session_epoch of a fetch outside any session: it names every partition it wants
+NEW_SESSION_EPOCH = 0  # session_epoch of a full fetch that opens a session (closing session_id, if any)
+
+
 class FetchRequest(Struct):
     max_wait_ms: int
     min_bytes: int
     max_bytes: int
     topics: list[TopicFetch]
     replica_id: int = -1  # a follower broker's node id; -1 for consumers
+    # Followers' incremental fetch sessions (Kafka's KIP-227, node/replication/fetch_session.py): from epoch 1
+    # on, ``topics`` names only partitions whose fetch state changed and ``forgotten`` those to drop.
+    session_id: int = 0
+    session_epoch: int = FULL_FETCH_EPOCH
+    forgotten: list[ForgottenTopic] = []
 
 
 class PartitionFetchResponse(Struct):
@@ -203,6 +219,9 @@ class TopicFetchResponse(Struct):
 
 class FetchResponse(Struct):
     topics: list[TopicFetchResponse]
+    error_code: int = 0  # a fetch session error (the session is unknown or at another epoch); topics empty
+    session_id: int = 0  # the fetch session this answer belongs to (0: none); an incremental answer names
+    # only partitions with records, a new high watermark or log start, or an error
 
 
 # ---- list offsets ----------------------------------------------------------
@@ -742,19 +761,16 @@ APIS: dict[int, Api] = {
 }
 
 _encoder = msgspec.msgpack.Encoder()
-_NIL = msgspec.Raw(b"\xc0")
 _request_envelope = msgspec.msgpack.Decoder(RequestEnvelope)
 _response_envelope = msgspec.msgpack.Decoder(ResponseEnvelope)
 _request_decoders = {key: msgspec.msgpack.Decoder(api.request) for key, api in APIS.items()}
 _response_decoders = {key: msgspec.msgpack.Decoder(api.response) for key, api in APIS.items()}
 
 
-def encode_request(api: Api, correlation_id: int, body: Any, client_id: str = "", version: int | None = None) -> bytes:
-    """One request frame."""
-    raw = msgspec.Raw(_encoder.encode(body))
-    return _encoder.encode(
-        RequestEnvelope(api.key, api.max_version if version is None else version, correlation_id, client_id, raw)
-    )
+def encode_request(api: Api, correlation_id: int, body: Any, client_id: str = "",
+                   version: int | None = None) -> bytearray:
+    """One request frame, encoded in one pass (``_frame``)."""
+    return _frame((api.key, api.max_version if version is None else version, correlation_id, client_id, None), body)
 
 
 def decode_request_envelope(frame: bytes) -> RequestEnvelope:
@@ -766,10 +782,24 @@ def decode_request_body(api_key: int, raw: msgspec.Raw) -> Any:
     return _request_decoders[api_key].decode(raw)
 
 
-def encode_response(correlation_id: int, body: Any = None, error_code: int = 0, error_message: str = "") -> bytes:
-    """One response frame; a top-level error has no body."""
-    raw = _NIL if body is None else msgspec.Raw(_encoder.encode(body))
-    return _encoder.encode(ResponseEnvelope(correlation_id, error_code, error_message, raw))
+def encode_response(correlation_id: int, body: Any = None, error_code: int = 0, error_message: str = "") -> bytearray:
+    """One response frame, encoded in one pass (``_frame``); a top-level error has no body."""
+    return _frame((correlation_id, error_code, error_message, None), body)
+
+
+def _frame(envelope: tuple, body: Any) -> bytearray:
+    """An envelope whose last field, the body, is encoded straight after the others into the same buffer.
+
+    The same bytes as encoding the body, then the envelope around it as ``msgspec.Raw``, without that second
+    copy of the body: a fetch response of 4 MB encodes in about half the time. ``envelope`` ends with
+    None, a one-byte nil (the body of an error response), replaced by the body when there is one.
+    """
+    frame = bytearray()
+    _encoder.encode_into(envelope, frame)
+    if body is not None:
+        del frame[-1]
+        _encoder.encode_into(body, frame, -1)
+    return frame
 
 
 def decode_response_envelope(frame: bytes) -> ResponseEnvelope:

@@ -1,375 +1,400 @@
-"""Rill benchmark: throughput, end-to-end latency and failover time.
+"""Rill benchmark: Rill against its own ceilings and against its peers, in one run, as ratios.
 
-Starts its own clusters (one broker, then three) on free loopback ports in a
-temporary folder, runs the measurements, prints every parameter with the
-results, and stops the brokers by pid. Run with ``make bench`` (or
-``.venv/bin/python loadtest/bench.py --help`` for the knobs).
+Run with ``make bench`` (``make bench-peers`` first installs Redis and NATS),
+or ``.venv/bin/python loadtest/bench.py --help`` for the knobs; ``--sections``
+picks parts of it. One run starts everything it measures on free loopback
+ports in a temporary folder and stops it by pid:
 
-- produce: this process sends ``--records`` values as fast as ``send`` takes
-  them, then flushes; records/s counts from the first send to the last ack.
-- idempotence: the produce run with acks=all, idempotence off and on
-  (the default), interleaved ``--idempotence-rounds`` times on one broker;
-  the best of each and their ratio (the cost of idempotence).
-- consume: a fresh consumer reads those records back from offset 0.
-- latency: a consumer in a second process while this one sends at
-  ``--latency-rate`` records/s; each value starts with its send time, so the
-  consumer computes the end-to-end delay of every record it receives.
-- replicated produce: the produce run against 3 brokers, replication factor
-  3, with acks=1 and with acks=all.
-- failover: kill -9 of the partition leader while a producer sends an
-  acks=all record every 5 ms; the time until the first record sent after the
-  kill is acknowledged; median over ``--failover-rounds`` kills.
-- consumer group: three member processes on 6 partitions, and the time
-  rebalances take on a join and a crash (loadtest/group_bench.py).
+- ceilings (ceilings.py): the client's, Rill's Producer and Consumer against
+  a null broker that stores nothing; the broker's, a raw client keeping
+  pre-encoded requests in flight. Each is measured right before the Rill
+  run it bounds, so both see the same machine;
+- Rill end to end: one broker (produce, consume, keyed produce next to
+  unkeyed over 4 partitions, 4-partition consume, latency at each
+  ``--latency-rates``, idempotence off and on), then three brokers (RF=3
+  acks=all, latency, failover, a consumer group of three and its
+  rebalances); each broker's event-loop lag after each run;
+- the bulk calls (bulk_bench.py): send_many against send, poll_batch
+  against poll, on one broker;
+- peers (peers.py): Redis Streams and NATS JetStream where installed, the
+  same values, counts and rates;
+- the cost of idle partitions (partition_scale.py), for ``--idle-partitions``.
 
-After each run it asks every broker for its event-loop lag (NodeStatus: how
-late the broker's asyncio loop ran what was due, p50/p99/max over the last
-minute) and prints those in a second table: heartbeats (200 ms) and the
-session timeout (3 s) share that loop with request handling.
+It prints the parameters and the machine, the ratio table (bench_table.py),
+the event-loop lag table and the idle-partition table.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import platform
-import random
-import signal
 import statistics
-import struct
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+import traceback
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import click
 from rich.console import Console
-from rich.table import Table
 
-from rill.client import Admin, Consumer, Producer
-from rill.cluster import launcher
-from rill.cluster.layout import ClusterLayout, free_base_port
+from rill.cluster.layout import ClusterLayout
 
+import ceilings
+import peers
+from bench_clusters import LagRow, create_topic, note_loop_lag, running_cluster
+from bench_table import (LATENCY, NOT_APPLICABLE, RATIO, SECONDS, THROUGHPUT, Outcome, Row, idle_table, lag_table,
+                         ratio_table)
+from failover import bench_failover
 from group_bench import SESSION_TIMEOUT_MS, bench_group
+from latency import rill_latency
+from peer_servers import NOT_INSTALLED, nats_installed, nats_servers, redis_installed, redis_server
+from throughput import KEY_COUNT, bench_consume, bench_produce
+from workload import Settings, machine, make_values
 
-SEND_TIME = struct.Struct(">q")
-
-LagRow = tuple[str, str, str, str, str]  # run, node, p50, p99, max (ms)
-
-
-@dataclass(frozen=True)
-class Settings:
-    records: int
-    value_bytes: int
-    partitions: int
-    batch_size: int
-    linger_ms: int
-    compression: str
-    latency_rate: int
-    latency_seconds: float
-    failover_rounds: int
-    group_rate: int
-    idempotence_rounds: int
+SECTIONS = ("single", "replicated", "group", "bulk", "peers", "idle")
+PEERS = ("Redis", "NATS")
+PARTITIONS = 4  # of the keyed produce and multi-partition consume runs
+NOT_AVAILABLE = "not available"
 
 
-def make_values(count: int, size: int, seed: int = 7) -> list[bytes]:
-    """Order-event-like values of exactly ``size`` bytes: JSON with random ids, as services send."""
-    rng = random.Random(seed)
-    values = []
-    for _ in range(count):
-        event = (b'{"type":"OrderCreated","order_id":%d,"customer":"c-%06d","amount_cents":%d,"sku":"%s"}'
-                 % (rng.randrange(10**12), rng.randrange(10**6), rng.randrange(10**6),
-                    "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", k=10)).encode()))
-        values.append(event.ljust(size, b" ")[:size])
-    return values
+def attempt(measure: Callable[[], Outcome | float], *, scalar: bool = True) -> Outcome:
+    """Run one measurement; its numbers as a tuple, or "failed: ..." (the rest of the bench goes on)."""
+    try:
+        result = measure()
+    except Exception as error:  # noqa: BLE001 - one broken measurement must not lose the whole run
+        traceback.print_exc()
+        return f"failed: {type(error).__name__}: {error}"[:200]
+    return (result,) if scalar else tuple(result)
 
 
-def bench_produce(bootstrap: str, topic: str, settings: Settings, acks: str, idempotence: bool = True) -> float:
-    """Records/s of one producer; idempotence applies only with acks=all (the producer's rule)."""
-    values = make_values(1_000, settings.value_bytes)
-    with Producer(bootstrap, acks=acks, batch_size=settings.batch_size, linger_ms=settings.linger_ms,
-                  compression=settings.compression, enable_idempotence=idempotence) as producer:
-        producer.send(topic, values[0]).result(timeout=30)  # metadata and connection before the clock
-        started = time.perf_counter()
-        for number in range(settings.records):
-            producer.send(topic, values[number % 1_000])
-        producer.flush()
-        elapsed = time.perf_counter() - started
-    return settings.records / elapsed
+class Results:
+    """Every outcome of the run, by row id: Rill's, the ceilings' and each peer's."""
+
+    def __init__(self) -> None:
+        self.rill: dict[str, Outcome] = {}
+        self.client: dict[str, Outcome] = {}
+        self.broker: dict[str, Outcome] = {}
+        self.peers: dict[str, dict[str, Outcome]] = {peer: {} for peer in PEERS}
+        self.extra_rows: list[Row] = []
+        self.lags: list[LagRow] = []
 
 
-def bench_idempotence(bootstrap: str, topic: str, settings: Settings, rounds: int) -> tuple[float, float]:
-    """Best records/s with idempotence off and on (acks=all), runs interleaved so that both see the same
-    machine: (off, on)."""
-    off, on = [], []
+def best_of(rounds: int, runs: list[tuple[dict[str, Outcome], str, Callable[[], float]]]) -> None:
+    """Run each (where, key, measure) ``rounds`` times, interleaved (each once, then each again, ...), and
+    keep its best in ``where[key]``: a ceiling and the Rill run it bounds see the same machine, and a
+    hiccup of a shared machine costs one run, not the result."""
+    best: list[list[float]] = [[] for _ in runs]
+    failures: dict[int, Outcome] = {}
     for _ in range(rounds):
-        off.append(bench_produce(bootstrap, topic, settings, "all", idempotence=False))
-        on.append(bench_produce(bootstrap, topic, settings, "all", idempotence=True))
-    return max(off), max(on)
+        for index, (_, _, run) in enumerate(runs):
+            outcome = attempt(run)
+            if isinstance(outcome, tuple):
+                best[index].append(outcome[0])
+            else:
+                failures[index] = outcome
+    for index, (where, key, _) in enumerate(runs):
+        where[key] = (max(best[index]),) if best[index] else failures[index]
 
 
-def bench_consume(bootstrap: str, topic: str, expected: int) -> float:
-    with Consumer(bootstrap, topics=[topic], auto_offset_reset="earliest", max_poll_records=10_000) as consumer:
-        received = len(consumer.poll(timeout=10))
-        started = time.perf_counter()
-        deadline = started + 300
-        while received < expected and time.perf_counter() < deadline:
-            received += len(consumer.poll(timeout=1.0))
-        elapsed = time.perf_counter() - started
-    return received / elapsed
+def single_broker(layout: ClusterLayout, settings: Settings, results: Results, sections: set[str]) -> None:
+    """Rill on one broker, each run interleaved with its ceilings."""
+    bootstrap, records, rounds = layout.bootstrap, settings.records, settings.rounds
+    raw1 = create_topic(layout, "raw-1")
+    raw4 = create_topic(layout, "raw-4", partitions=PARTITIONS)
+    for topic, partitions in (("bench-1", 1), ("bench-keyed", PARTITIONS), ("bench-unkeyed", PARTITIONS)):
+        create_topic(layout, topic, partitions=partitions)
+    client, rill, broker = results.client, results.rill, results.broker
+    with ceilings.null_broker_for(settings) as null:
+        best_of(rounds, [
+            (client, "produce", lambda: ceilings.client_produce_ceiling(null, settings)),
+            (rill, "produce", lambda: bench_produce(bootstrap, "bench-1", settings, "1")),
+            (broker, "produce", lambda: ceilings.broker_produce_ceiling(raw1, "raw-1", settings, 1))])
+        note_loop_lag(layout, "produce", results.lags)
+        best_of(rounds, [
+            (client, "consume", lambda: ceilings.client_consume_ceiling(null, settings)),
+            (rill, "consume", lambda: bench_consume(bootstrap, "bench-1", records)),
+            (broker, "consume", lambda: ceilings.broker_fetch_ceiling(raw1, "raw-1", settings))])
+        note_loop_lag(layout, "consume", results.lags)
+        best_of(rounds, [
+            (client, "keyed", lambda: ceilings.client_produce_ceiling(null, settings, partitions=PARTITIONS,
+                                                                      keyed=True)),
+            (rill, "keyed", lambda: bench_produce(bootstrap, "bench-keyed", settings, "1", keyed=True)),
+            (rill, "unkeyed4", lambda: bench_produce(bootstrap, "bench-unkeyed", settings, "1")),
+            (broker, "keyed", lambda: ceilings.broker_produce_ceiling(raw4, "raw-4", settings, 1,
+                                                                      partitions=PARTITIONS))])
+        note_loop_lag(layout, f"keyed and unkeyed produce, {PARTITIONS} partitions", results.lags)
+        best_of(rounds, [
+            (client, "consume4", lambda: ceilings.client_consume_ceiling(null, settings, partitions=PARTITIONS)),
+            (rill, "consume4", lambda: bench_consume(bootstrap, "bench-unkeyed", records)),
+            (broker, "consume4", lambda: ceilings.broker_fetch_ceiling(raw4, "raw-4", settings,
+                                                                       partitions=PARTITIONS))])
+        note_loop_lag(layout, f"consume, {PARTITIONS} partitions", results.lags)
+    latencies(layout, settings, results, brokers=1)
+    results.extra_rows.append(idempotence_row(layout, settings, results))
+    if "bulk" in sections:
+        results.extra_rows += bulk_rows(layout, settings)
 
 
-def latency_consumer(bootstrap: str, topic: str, expected: int, ready, results) -> None:
-    """Child process: read ``expected`` records and send back their delays in ms."""
-    delays = []
-    with Consumer(bootstrap, topics=[topic], auto_offset_reset="latest", fetch_max_wait_ms=100) as consumer:
-        consumer.poll(timeout=0.1)
-        ready.set()
-        deadline = time.monotonic() + 120
-        while len(delays) < expected and time.monotonic() < deadline:
-            for record in consumer.poll(timeout=0.5):
-                now_ns = time.time_ns()
-                delays.append((now_ns - SEND_TIME.unpack_from(record.value)[0]) / 1e6)
-    results.put(delays)
+def latencies(layout: ClusterLayout, settings: Settings, results: Results, brokers: int) -> None:
+    for rate in settings.latency_rates:
+        topic = f"bench-latency-{rate}"
+        create_topic(layout, topic, replication_factor=brokers)
+        results.rill[f"latency {brokers} {rate}"] = attempt(lambda: rill_latency(
+            layout.bootstrap, topic, rate, settings.latency_seconds, settings.value_bytes, "all",
+            settings.compression)[:2], scalar=False)
+        note_loop_lag(layout, f"latency at {rate:,} records/s, {brokers} broker(s)", results.lags)
 
 
-def bench_latency(bootstrap: str, topic: str, settings: Settings) -> tuple[float, float, int]:
-    total = int(settings.latency_rate * settings.latency_seconds)
-    context = multiprocessing.get_context("spawn")
-    ready, results = context.Event(), context.Queue()
-    child = context.Process(target=latency_consumer, args=(bootstrap, topic, total, ready, results))
-    child.start()
+def idempotence_row(layout: ClusterLayout, settings: Settings, results: Results) -> Row:
+    """Idempotence on / off (acks=all, one broker, the best of each over interleaved rounds)."""
+    create_topic(layout, "bench-idempotence")
+    best: dict[str, Outcome] = {}
+    best_of(settings.idempotence_rounds, [
+        (best, "off", lambda: bench_produce(layout.bootstrap, "bench-idempotence", settings, "all",
+                                            idempotence=False)),
+        (best, "on", lambda: bench_produce(layout.bootstrap, "bench-idempotence", settings, "all"))])
+    note_loop_lag(layout, "produce, idempotence off and on", results.lags)
+    off, on = best["off"], best["on"]
+    outcome = (on[0] / off[0],) if isinstance(on, tuple) and isinstance(off, tuple) else "failed (see above)"
+    return Row("idempotence on vs off", f"acks=all, 1 broker, best of {settings.idempotence_rounds} each, "
+               "interleaved", RATIO, outcome)
+
+
+def bulk_rows(layout: ClusterLayout, settings: Settings) -> list[Row]:
+    """send_many / send and poll_batch / poll (bulk_bench.py), "not available" until that module exists."""
+    pairs = (("send_many", "send"), ("poll_batch", "poll"))
+    how = "records/s of the one / of the other, 1 broker, 1 partition"
     try:
-        if not ready.wait(60):
-            raise RuntimeError("the latency consumer did not start")
-        padding = b" " * (settings.value_bytes - SEND_TIME.size)
-        with Producer(bootstrap, acks=1, linger_ms=0, compression=settings.compression) as producer:
-            producer.send(topic, SEND_TIME.pack(time.time_ns()) + padding).result(timeout=30)
-            _paced_send(producer, topic, padding, total, settings.latency_rate)
-            producer.flush()
-        delays = sorted(results.get(timeout=180))
-    finally:
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
-    delays = delays[1:]  # the warm-up record
-    if not delays:
-        raise RuntimeError("the latency consumer received nothing")
-    return delays[len(delays) // 2], delays[min(len(delays) - 1, int(len(delays) * 0.99))], len(delays)
-
-
-def _paced_send(producer: Producer, topic: str, padding: bytes, total: int, rate: int) -> None:
-    """Send ``total`` records at ``rate`` per second, in 1 ms steps."""
-    started = time.perf_counter()
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - started) * rate) + 1)
-        for _ in range(due - sent):
-            producer.send(topic, SEND_TIME.pack(time.time_ns()) + padding)
-        sent = due
-        time.sleep(0.001)
-
-
-def bench_failover(layout: ClusterLayout, rounds: int) -> list[float]:
-    """Seconds from kill -9 of the partition leader to the first acks=all write sent after the kill."""
-    topic = "bench-failover"
-    with Admin(layout.bootstrap) as admin:
-        admin.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": 2})
-        times = []
-        with Producer(layout.bootstrap, acks="all", linger_ms=0, request_timeout_ms=2_000,
-                      retry_backoff_ms=20) as producer:
-            for _ in range(rounds):
-                _wait_for_full_isr(admin, topic)
-                leader = admin.describe_topic(topic).partitions[0].leader
-                killed_at = time.monotonic()
-                launcher.signal_node(layout, leader, signal.SIGKILL)
-                times.append(_first_ack_after(producer, topic, killed_at) - killed_at)
-                launcher.start_nodes(layout, [leader])
-    return times
-
-
-def _wait_for_full_isr(admin: Admin, topic: str, timeout_s: float = 60) -> None:
-    """Until the partition is back to three in-sync replicas led by its preferred leader."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        partition = admin.describe_topic(topic).partitions[0]
-        if len(partition.isr) == 3 and partition.leader == partition.replicas[0]:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{topic} did not get its three in-sync replicas back in {timeout_s} s")
-
-
-def _first_ack_after(producer: Producer, topic: str, killed_at: float, timeout_s: float = 30) -> float:
-    """Send a record every 5 ms from ``killed_at`` on; the time the first one is acknowledged."""
-    acked: list[float] = []
-    deadline = killed_at + timeout_s
-    while not acked and time.monotonic() < deadline:
-        future = producer.send(topic, b"failover probe")
-        future.add_done_callback(lambda f: acked.append(time.monotonic()) if f.exception() is None else None)
-        time.sleep(0.005)
-    if not acked:
-        raise RuntimeError(f"no write succeeded within {timeout_s} s of the kill")
-    return min(acked)
-
-
-@contextmanager
-def running_cluster(folder: Path, node_count: int) -> Iterator[ClusterLayout]:
-    """A fresh local cluster on free ports, stopped by pid afterwards."""
-    layout = ClusterLayout(folder, node_count, free_base_port(node_count))
-    launcher.start_nodes(layout, list(layout.node_ids))
+        from bulk_bench import bench_bulk
+    except ImportError:
+        return [Row(f"{bulk} vs {single}", how, RATIO, NOT_AVAILABLE) for bulk, single in pairs]
+    create_topic(layout, "bench-bulk")
     try:
-        yield layout
-    finally:
-        launcher.stop_nodes(layout, list(layout.node_ids))
+        rates = bench_bulk(layout.bootstrap, "bench-bulk", settings.records, settings.value_bytes)
+    except Exception as error:  # noqa: BLE001 - as attempt()
+        traceback.print_exc()
+        return [Row(f"{bulk} vs {single}", how, RATIO, f"failed: {type(error).__name__}: {error}"[:200])
+                for bulk, single in pairs]
+    return [Row(f"{bulk} vs {single}", how, RATIO, (rates[bulk] / rates[single],)) for bulk, single in pairs]
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
-
-
-def note_loop_lag(layout: ClusterLayout, run: str, lags: list[LagRow]) -> None:
-    """Add each broker's event-loop lag as it reports it now (over its last minute) to ``lags``."""
-    for status in launcher.node_statuses(layout):
-        report = status.report
-        if report is None:
-            lags.append((run, f"node {status.node_id}", "-", "-", "-"))
-        else:
-            lags.append((run, f"node {status.node_id}", f"{report.loop_lag_ms_p50:.1f}",
-                         f"{report.loop_lag_ms_p99:.1f}", f"{report.loop_lag_ms_max:.1f}"))
-
-
-def lag_table(lags: list[LagRow]) -> Table:
-    table = Table(title="Broker event-loop lag, ms (over the minute before the end of each run)")
-    for column in ("run", "node", "p50", "p99", "max"):
-        table.add_column(column)
-    for row in lags:
-        table.add_row(*row)
-    return table
-
-
-def report(settings: Settings, rows: list[tuple[str, str, str, str]], lags: list[LagRow]) -> None:
-    console = Console(width=140)
-    console.print(f"machine: {machine()}; brokers on loopback")
-    console.print(f"parameters: {settings.value_bytes} B values (JSON order events), batch_size={settings.batch_size}, "
-                  f"linger_ms={settings.linger_ms}, compression={settings.compression}, "
-                  f"partitions={settings.partitions}, one producer process")
-    table = Table(title="Rill benchmark")
-    for column in ("measurement", "records", "how", "result"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    console.print(lag_table(lags))
-
-
-def single_broker_rows(layout: ClusterLayout, settings: Settings,
-                       lags: list[LagRow]) -> list[tuple[str, str, str, str]]:
-    megabytes = settings.value_bytes / 1e6
-    with Admin(layout.bootstrap) as admin:
-        admin.create_topic("bench-throughput", partitions=settings.partitions)
-        admin.create_topic("bench-latency", partitions=settings.partitions)
-    produce = bench_produce(layout.bootstrap, "bench-throughput", settings, "1")
-    note_loop_lag(layout, "produce, 1 broker", lags)
-    consume = bench_consume(layout.bootstrap, "bench-throughput", settings.records + 1)
-    note_loop_lag(layout, "consume, 1 broker", lags)
-    p50, p99, count = bench_latency(layout.bootstrap, "bench-latency", settings)
-    note_loop_lag(layout, "end-to-end latency, 1 broker", lags)
-    with Admin(layout.bootstrap) as admin:
-        admin.create_topic("bench-idempotence", partitions=settings.partitions)
-    plain, idempotent = bench_idempotence(layout.bootstrap, "bench-idempotence", settings, settings.idempotence_rounds)
-    note_loop_lag(layout, "produce, idempotence off and on", lags)
-    return [
-        ("produce, 1 broker", f"{settings.records:,}", "acks=1, send() in a loop, then flush()",
-         f"{produce:,.0f} records/s ({produce * megabytes:,.1f} MB/s)"),
-        ("produce, idempotence off", f"{settings.records:,}",
-         f"acks=all, enable_idempotence=False, best of {settings.idempotence_rounds}", f"{plain:,.0f} records/s"),
-        ("produce, idempotence on", f"{settings.records:,}",
-         f"acks=all, enable_idempotence=True (the default), best of {settings.idempotence_rounds}, interleaved",
-         f"{idempotent:,.0f} records/s: {idempotent / plain:.1%} of off (cost {1 - idempotent / plain:+.1%})"),
-        ("consume, 1 broker", f"{settings.records:,}", "from offset 0, max_poll_records=10000",
-         f"{consume:,.0f} records/s ({consume * megabytes:,.1f} MB/s)"),
-        ("end-to-end latency, 1 broker", f"{count:,}",
-         f"{settings.latency_rate:,} records/s for {settings.latency_seconds:g} s, acks=1, linger_ms=0, "
-         "consumer in another process", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"),
-    ]
-
-
-def replicated_rows(layout: ClusterLayout, settings: Settings,
-                    lags: list[LagRow]) -> list[tuple[str, str, str, str]]:
-    megabytes = settings.value_bytes / 1e6
-    rows = []
-    with Admin(layout.bootstrap) as admin:
-        for acks in ("1", "all"):
-            topic = f"bench-replicated-acks-{acks}"
-            admin.create_topic(topic, partitions=settings.partitions, replication_factor=3,
-                               config={"min.insync.replicas": 2})
-            rate = bench_produce(layout.bootstrap, topic, settings, acks)
-            note_loop_lag(layout, f"produce, 3 brokers, acks={acks}", lags)
-            idempotence = ", idempotent" if acks == "all" else ""
-            rows.append(("produce, 3 brokers, RF=3", f"{settings.records:,}",
-                         f"acks={acks}{idempotence}, min.insync.replicas=2",
-                         f"{rate:,.0f} records/s ({rate * megabytes:,.1f} MB/s)"))
+def replicated(layout: ClusterLayout, settings: Settings, results: Results, sections: set[str]) -> None:
+    """Rill on three brokers: RF=3 acks=all next to its ceilings, latency, failover, the consumer group."""
+    leader = create_topic(layout, "raw-rf3", replication_factor=3)
+    create_topic(layout, "bench-rf3", replication_factor=3)
+    with ceilings.null_broker_for(settings) as null:
+        best_of(settings.rounds, [
+            (results.client, "rf3", lambda: ceilings.client_produce_ceiling(null, settings, acks="all")),
+            (results.rill, "rf3", lambda: bench_produce(layout.bootstrap, "bench-rf3", settings, "all")),
+            (results.broker, "rf3", lambda: ceilings.broker_produce_ceiling(leader, "raw-rf3", settings, -1))])
+    note_loop_lag(layout, "produce, 3 brokers, RF=3, acks=all", results.lags)
+    latencies(layout, settings, results, brokers=3)
     if settings.failover_rounds:
-        times = sorted(bench_failover(layout, settings.failover_rounds))
-        note_loop_lag(layout, "failover (the killed broker restarted: its lag is since then)", lags)
-        rows.append(("failover, 3 brokers, RF=3", f"{len(times)} kills",
-                     "kill -9 of the leader -> first acks=all write sent after it is acknowledged",
-                     f"median {statistics.median(times):.2f} s (each: {', '.join(f'{t:.2f}' for t in times)})"))
-    return rows + group_rows(layout, settings, lags)
+        results.rill["failover"] = attempt(
+            lambda: statistics.median(bench_failover(layout, settings.failover_rounds)))
+        note_loop_lag(layout, "failover (the killed broker restarted: its lag is since then)", results.lags)
+    if "group" in sections:
+        results.extra_rows += group_rows(layout, settings, results.lags)
 
 
-def group_rows(layout: ClusterLayout, settings: Settings, lags: list[LagRow]) -> list[tuple[str, str, str, str]]:
-    group = bench_group(layout.bootstrap, settings.records, make_values(1_000, settings.value_bytes),
-                        settings.group_rate)
+def group_rows(layout: ClusterLayout, settings: Settings, lags: list[LagRow]) -> list[Row]:
+    try:
+        group = bench_group(layout.bootstrap, settings.records, make_values(1_000, settings.value_bytes),
+                            settings.group_rate)
+    except Exception as error:  # noqa: BLE001 - as attempt(): report it, go on
+        traceback.print_exc()
+        return [Row("consumer group of 3", "", THROUGHPUT, f"failed: {error}"[:200])]
     note_loop_lag(layout, "consumer group of 3", lags)
-    megabytes = settings.value_bytes / 1e6
     return [
-        ("consumer group of 3, 3 brokers", f"{settings.records:,}", "3 member processes, 6 partitions, RF=3",
-         f"{group.records_per_s:,.0f} records/s ({group.records_per_s * megabytes:,.1f} MB/s) aggregate"),
-        ("join rebalance", "2 -> 3 members", f"stream of {settings.group_rate:,} records/s",
-         f"newcomer owns its share after {group.join_s:.2f} s; old members' longest pause "
-         f"{group.join_pause_ms:.0f} ms (before the join: {group.steady_gap_ms:.0f} ms)"),
-        ("crash rebalance", "kill -9 of 1 of 3", f"session timeout {SESSION_TIMEOUT_MS / 1000:g} s",
-         f"survivors own every partition {group.crash_s:.2f} s after the kill"),
+        Row("consumer group of 3, RF=3", "3 member processes, 6 partitions, aggregate", THROUGHPUT,
+            (group.records_per_s,)),
+        Row("join rebalance", f"a third member joins 2 reading {settings.group_rate:,} records/s; "
+            f"old members' longest pause {group.join_pause_ms:.0f} ms (before: {group.steady_gap_ms:.0f} ms)",
+            SECONDS, (group.join_s,)),
+        Row("crash rebalance", f"kill -9 of 1 of 3, session timeout {SESSION_TIMEOUT_MS / 1000:g} s", SECONDS,
+            (group.crash_s,)),
     ]
+
+
+def redis_runs(folder: Path, settings: Settings, outcomes: dict[str, Outcome]) -> None:
+    records = settings.peer_records
+    streams = [f"keyed-{number}" for number in range(PARTITIONS)]
+    with redis_server(folder / "redis") as port:
+        outcomes["produce"] = attempt(lambda: peers.redis_produce(port, ["orders"], settings.value_bytes, records))
+        outcomes["consume"] = attempt(lambda: peers.redis_consume(port, ["orders"], records))
+        outcomes["keyed"] = attempt(
+            lambda: peers.redis_produce(port, streams, settings.value_bytes, records, keyed=True))
+        outcomes["consume4"] = attempt(lambda: peers.redis_consume(port, streams, records))
+        for rate in settings.latency_rates:
+            outcomes[f"latency 1 {rate}"] = attempt(lambda: peers.redis_latency(
+                port, f"latency-{rate}", rate, settings.latency_seconds, settings.value_bytes)[:2], scalar=False)
+
+
+def nats_runs(folder: Path, settings: Settings, outcomes: dict[str, Outcome], replicated_too: bool) -> None:
+    records = settings.peer_records
+    with nats_servers(folder / "nats-1", 1) as server:
+        peers.create_nats_stream(server.urls, "ORDERS", 1)
+        outcomes["produce"] = attempt(lambda: peers.nats_produce(server.urls, "ORDERS", settings.value_bytes,
+                                                                 records))
+        outcomes["consume"] = attempt(lambda: peers.nats_consume(server.urls, "ORDERS", records))
+        for rate in settings.latency_rates:
+            peers.create_nats_stream(server.urls, f"LATENCY{rate}", 1)
+            outcomes[f"latency 1 {rate}"] = attempt(lambda: peers.nats_latency(
+                server.urls, f"LATENCY{rate}", rate, settings.latency_seconds, settings.value_bytes)[:2],
+                scalar=False)
+    if not replicated_too:
+        return
+    with nats_servers(folder / "nats-3", 3) as cluster:
+        peers.create_nats_stream(cluster.urls, "ORDERS", 3)
+        outcomes["rf3"] = attempt(lambda: peers.nats_produce(cluster.urls, "ORDERS", settings.value_bytes, records))
+        for rate in settings.latency_rates:
+            peers.create_nats_stream(cluster.urls, f"LATENCY{rate}", 3)
+            outcomes[f"latency 3 {rate}"] = attempt(lambda: peers.nats_latency(
+                cluster.urls, f"LATENCY{rate}", rate, settings.latency_seconds, settings.value_bytes)[:2],
+                scalar=False)
+        if settings.failover_rounds:
+            outcomes["failover"] = attempt(lambda: peers.nats_failover(cluster, "ORDERS"))
+
+
+def peer_runs(folder: Path, settings: Settings, results: Results, replicated_too: bool) -> None:
+    """Each installed peer's runs; a peer not installed, or whose server would not start, says so in its column
+    (the "*" outcome stands for every row)."""
+    for peer, installed in (("Redis", redis_installed), ("NATS", nats_installed)):
+        outcomes = results.peers[peer]
+        if not installed():
+            outcomes["*"] = NOT_INSTALLED
+            continue
+        try:
+            if peer == "Redis":
+                redis_runs(folder, settings, outcomes)
+            else:
+                nats_runs(folder, settings, outcomes, replicated_too)
+        except Exception as error:  # noqa: BLE001 - as attempt()
+            traceback.print_exc()
+            outcomes["*"] = f"failed: {type(error).__name__}: {error}"[:200]
+
+
+def table_rows(settings: Settings, results: Results) -> list[Row]:
+    """The headline rows, in order, from what was measured (rows of sections not run are left out)."""
+    acks_all = "acks=all, idempotent, min ISR 2"
+    specs = [
+        ("produce", "produce, 1 broker", "acks=1, 1 partition, send() loop, flush()", THROUGHPUT, "produce"),
+        ("consume", "consume, 1 broker", "from offset 0, 1 partition", THROUGHPUT, "consume"),
+        ("keyed", f"keyed produce, {PARTITIONS} partitions", f"acks=1, {KEY_COUNT:,} distinct keys"
+         f"{_next_to(results, 'keyed', 'unkeyed4', 'unkeyed')}", THROUGHPUT, "keyed"),
+        ("unkeyed4", f"unkeyed produce, {PARTITIONS} partitions", "acks=1", THROUGHPUT, None),
+        ("consume4", f"consume, {PARTITIONS} partitions",
+         "from offset 0" + _next_to(results, "consume4", "consume", "1 partition"), THROUGHPUT, "consume4"),
+        ("rf3", "produce, 3 brokers, RF=3", acks_all, THROUGHPUT, "rf3"),
+    ]
+    for brokers in (1, 3):
+        for rate in settings.latency_rates:
+            where = "1 broker" if brokers == 1 else "3 brokers, RF=3"
+            specs.append((f"latency {brokers} {rate}", f"latency at {rate:,}/s, {where}",
+                          "acks=all, linger_ms=0", LATENCY, None))
+    specs.append(("failover", "failover, 3 brokers, RF=3",
+                  f"kill -9 of the leader; Rill: median of {settings.failover_rounds}, NATS: 1 kill", SECONDS, None))
+    rows = []
+    for row_id, name, how, unit, ceiling_id in specs:
+        if row_id not in results.rill:
+            continue
+        rows.append(Row(name, how, unit, results.rill[row_id],
+                        results.client.get(ceiling_id) if ceiling_id else None,
+                        results.broker.get(ceiling_id) if ceiling_id else None,
+                        {peer: outcomes.get("*", outcomes.get(row_id, NOT_APPLICABLE))
+                         for peer, outcomes in results.peers.items() if outcomes}))
+    return rows + results.extra_rows
+
+
+def _next_to(results: Results, row_id: str, other_id: str, other: str) -> str:
+    """", x0.93 of <other>" when both were measured."""
+    mine, theirs = results.rill.get(row_id), results.rill.get(other_id)
+    if isinstance(mine, tuple) and isinstance(theirs, tuple):
+        return f"; x{mine[0] / theirs[0]:.2f} of {other}"
+    return ""
+
+
+def idle_partition_results(folder: Path, counts: list[int], records: int, value_bytes: int) -> list[dict] | str:
+    """partition_scale's measurements, one count at a time so that a count the machine cannot take (open
+    files, memory) fails alone: its line then says why ({"idle_partitions": n, "failed": ...})."""
+    try:
+        from partition_scale import bench_idle_partitions
+    except ImportError:
+        return NOT_AVAILABLE
+    results = []
+    for count in counts:
+        try:
+            results += bench_idle_partitions(folder / str(count), [count], records, value_bytes)
+        except Exception as error:  # noqa: BLE001 - as attempt(); click's UsageError is one too
+            traceback.print_exc()
+            results.append({"idle_partitions": count, "failed": f"failed: {type(error).__name__}: {error}"[:200]})
+    return results
+
+
+def report(settings: Settings, sections: set[str], results: Results, idle: list[dict] | str | None) -> None:
+    console = Console(width=200)
+    console.print(f"machine: {machine()}; every server and client on loopback, sharing those cores")
+    console.print(f"parameters: {settings.records:,} records of {settings.value_bytes} B (JSON order events), "
+                  f"batch_size={settings.batch_size}, linger_ms={settings.linger_ms}, "
+                  f"compression={settings.compression}, one producer process, best of {settings.rounds} "
+                  f"interleaved rounds; peers: {settings.peer_records:,} "
+                  f"records; latency "
+                  f"{settings.latency_seconds:g} s at each rate; sections: {', '.join(sorted(sections))}")
+    console.print("ceilings: client = Rill's Producer/Consumer against a broker that stores nothing; "
+                  "broker = a raw client keeping pre-encoded requests in flight (acks=1, or acks=all for RF=3)")
+    console.print("latency: one producer sending at the rate without waiting, one consumer in a group in a second "
+                  "process; failover: kill -9 of the partition leader until the first write sent after it is "
+                  "acknowledged (acks=all); peers: loadtest/peers.py")
+    console.print(ratio_table(table_rows(settings, results), [p for p in PEERS if results.peers[p]]))
+    console.print(lag_table(results.lags))
+    if idle is not None:
+        console.print(idle_table(idle))
 
 
 @click.command()
 @click.option("--records", default=1_000_000, show_default=True, help="Records for the throughput runs.")
 @click.option("--value-bytes", default=100, show_default=True)
-@click.option("--partitions", default=1, show_default=True)
 @click.option("--batch-size", default=65536, show_default=True)
 @click.option("--linger-ms", default=5, show_default=True)
 @click.option("--compression", default="lz4", show_default=True, type=click.Choice(["lz4", "none"]))
-@click.option("--latency-rate", default=10_000, show_default=True, help="Records/s during the latency run.")
+@click.option("--peer-records", default=200_000, show_default=True,
+              help="Records for the peers' throughput runs (rates are per second: the slower peers need fewer).")
+@click.option("--latency-rates", default="2000,10000", show_default=True, help="Records/s of the latency runs.")
 @click.option("--latency-seconds", default=10.0, show_default=True)
 @click.option("--failover-rounds", default=5, show_default=True, help="Leader kills to time (0: none).")
 @click.option("--group-rate", default=20_000, show_default=True, help="Records/s during the rebalance runs.")
 @click.option("--idempotence-rounds", default=3, show_default=True,
               help="Interleaved produce runs with idempotence off and on (acks=all, 1 broker).")
-@click.option("--replicated/--single-only", default=True, show_default=True, help="Also run the 3-broker runs.")
-def main(replicated: bool, **options) -> None:
-    """Measure throughput, latency and failover against fresh local clusters (1 broker, then 3)."""
-    settings = Settings(**options)
-    lags: list[LagRow] = []
+@click.option("--rounds", default=3, show_default=True,
+              help="Throughput runs of each kind, interleaved with their ceilings; the best of each counts.")
+@click.option("--sections", default=",".join(SECTIONS), show_default=True,
+              help=f"Comma-separated parts to run, of: {', '.join(SECTIONS)}.")
+@click.option("--idle-partitions", default="0,1000,3000,10000", show_default=True,
+              help="Idle partition counts of the idle-partition table (10,000 takes minutes).")
+@click.option("--idle-records", default=200_000, show_default=True,
+              help="Records into the hot partition at each idle partition count.")
+def main(latency_rates: str, sections: str, idle_partitions: str, idle_records: int, **options) -> None:
+    """Measure Rill against its ceilings and its peers (fresh local servers, stopped afterwards)."""
+    chosen = {name.strip() for name in sections.split(",") if name.strip()}
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        raise click.BadParameter(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}",
+                                 param_hint="--sections")
+    settings = Settings(latency_rates=tuple(int(rate) for rate in latency_rates.split(",")), **options)
+    results = Results()
+    idle = None
     with tempfile.TemporaryDirectory(prefix="rill-bench-") as folder:
-        with running_cluster(Path(folder) / "single", 1) as layout:
-            rows = single_broker_rows(layout, settings, lags)
-        if replicated:
+        if "single" in chosen:
+            with running_cluster(Path(folder) / "single", 1) as layout:
+                single_broker(layout, settings, results, chosen)
+        if "replicated" in chosen:
             with running_cluster(Path(folder) / "replicated", 3) as layout:
-                rows += replicated_rows(layout, settings, lags)
-    report(settings, rows, lags)
+                replicated(layout, settings, results, chosen)
+        if "peers" in chosen:
+            peer_runs(Path(folder) / "peers", settings, results, replicated_too="replicated" in chosen)
+        if "idle" in chosen:
+            counts = [int(count) for count in idle_partitions.split(",") if count.strip()]
+            idle = idle_partition_results(Path(folder) / "idle", counts, idle_records, settings.value_bytes)
+    report(settings, chosen, results, idle)
 
 
 if __name__ == "__main__":

@@ -303,7 +303,7 @@ class Log:
     # Reading
 
     @raises_storage_error
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> bytes | memoryview:
         """Whole batches from the one holding ``offset``: up to ``max_bytes``, but at least one batch (KIP-74).
 
         Never includes a batch whose base offset is ``max_offset`` (exclusive

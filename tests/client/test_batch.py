@@ -45,6 +45,19 @@ def test_hundred_thousand_records_round_trip(compression):
     assert header.max_timestamp == timestamps[-1] and header.last_offset_delta == count - 1
 
 
+@pytest.mark.parametrize("compression", CODECS)
+@pytest.mark.parametrize("size", [0, 1, 100])
+def test_same_size_columns_round_trip(compression, size):
+    """Columns of one item size are cut by one struct call: same records, each its own bytes object."""
+    values = [os.urandom(size) for _ in range(300)]
+    keys = [b"%04d" % i for i in range(300)]
+    headers = [{"h": b"xy"}] * 300
+    _, records = round_trip(values, keys, list(range(300)), headers, compression)
+    assert [r.value for r in records] == values and [r.key for r in records] == keys
+    assert all(type(r.value) is bytes and type(r.key) is bytes for r in records)
+    assert [dict(r.headers) for r in records] == headers
+
+
 def test_null_and_empty_keys_and_values():
     values = [b"", None, b"v", b""]
     keys = [None, b"", b"k", None]

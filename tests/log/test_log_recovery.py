@@ -179,10 +179,11 @@ def test_missing_indexes_are_rebuilt(open_log, log_directory):
     (log_directory / FIRST_INDEX).unlink()
     (log_directory / FIRST_TIME_INDEX).unlink()
     reopened = open_log(index_interval_bytes=100)
-    assert (log_directory / FIRST_INDEX).stat().st_size == entry_count * 8
     assert next(iter(reopened._segments)).offset_index.entry_count == entry_count
     assert reopened.offset_for_timestamp(5017) == (34, 5017)
     assert len(read_all(reopened)) == 80
+    reopened.close()
+    assert (log_directory / FIRST_INDEX).stat().st_size == entry_count * 8, "the rebuilt index is written"
 
 
 def test_time_index_gives_the_max_timestamp_after_a_clean_start(open_log):

@@ -236,7 +236,8 @@ class LogManager:
         await self._close_retired()
         deleted = 0
         for key, log in list(self._logs.items()):
-            deleted += await self._maintain(key, log, self._delete_old_segments, key, now_ms) or 0
+            if log.config.delete and log.segment_count > 1:  # only inactive segments go: skip the rest cheaply
+                deleted += await self._maintain(key, log, self._delete_old_segments, key, now_ms) or 0
         await self.compact_dirtiest(now_ms)
         return deleted
 

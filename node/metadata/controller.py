@@ -104,6 +104,7 @@ class Controller:
         self._term = -1  # the Raft term in which this broker last took over as controller
         self._fencing: set[int] = set()
         self._electing = False
+        self._settled: tuple[dict, dict] | None = None  # (topics, brokers) in which no preferred leader waited
         self._creating = asyncio.Lock()
         self._producer_ids = ProducerIdBlocks(lambda: self._submit(self._state.allocate_producer_id_block))
 
@@ -209,11 +210,18 @@ class Controller:
             self._fencing.discard(node_id)
 
     def _preferred_leader_waits(self) -> bool:
+        """Whether a partition's preferred replica is live and in sync but does not lead. The state is
+        copy on write (state.py): unchanged dicts need no second look, so an idle cluster costs nothing."""
+        topics, brokers = self._state.topics, self._state.brokers
+        if self._settled is not None and self._settled[0] is topics and self._settled[1] is brokers:
+            return False
         live = self._state.live_brokers()
-        return any(
+        waits = any(
             state.leader != state.replicas[0] and state.replicas[0] in live and state.replicas[0] in state.isr
-            for topic in self._state.topics.values() for state in topic.partitions
+            for topic in topics.values() for state in topic.partitions
         )
+        self._settled = None if waits else (topics, brokers)
+        return waits
 
     async def _rebalance(self) -> None:
         self._electing = True

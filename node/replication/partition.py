@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from rill.client.errors import (
     FencedLeaderEpochError,
@@ -31,14 +32,37 @@ from rill.node.metadata.state import PartitionState
 UNKNOWN_OFFSET = -1
 
 
+class SessionClock(Protocol):
+    """A follower's fetch session (fetch_session.py): when it last fetched."""
+
+    last_fetch_s: float
+
+
 @dataclass
 class FollowerProgress:
-    """What the leader knows of one follower, from its fetches (Kafka's replica state)."""
+    """What the leader knows of one follower, from its fetches (Kafka's replica state).
+
+    ``session``: the follower's fetch session holding this partition. Its
+    fetches name the partition only when the follower's offset changes, so
+    each of them counts as a fetch of it at the offset last named: caught up
+    while that offset is the leader's log end.
+    """
 
     log_end_offset: int = UNKNOWN_OFFSET
     last_caught_up_s: float = 0.0
     leader_end_at_last_fetch: int = UNKNOWN_OFFSET
     last_fetch_s: float = 0.0
+    session: SessionClock | None = None
+
+    def fetched_s(self) -> float:
+        """When the follower last fetched this partition (its session's fetches count)."""
+        return self.last_fetch_s if self.session is None else max(self.last_fetch_s, self.session.last_fetch_s)
+
+    def caught_up_s(self, leader_end: int) -> float:
+        """When the follower was last caught up with the leader, whose log now ends at ``leader_end``."""
+        if self.session is not None and self.log_end_offset >= leader_end:
+            return max(self.last_caught_up_s, self.session.last_fetch_s)
+        return self.last_caught_up_s
 
     def record_fetch(self, fetch_offset: int, leader_end: int, now_s: float) -> None:
         """Kafka's rule: caught up now if it asked for the leader's end; as of its last fetch if it
@@ -196,7 +220,7 @@ class Partition:
         return sum(
             1 for replica in self.state.isr
             if replica == self.node_id
-            or (replica in self.followers and self.followers[replica].last_fetch_s >= deadline)
+            or (replica in self.followers and self.followers[replica].fetched_s() >= deadline)
         )
 
     def advance_high_watermark(self) -> bool:
@@ -232,6 +256,7 @@ class Partition:
         if not self.is_leader:
             return None
         now = time.monotonic()
+        leader_end = self.log.log_end_offset
         isr = []
         for replica in self.state.replicas:
             if replica == self.node_id:
@@ -240,10 +265,11 @@ class Partition:
             progress = self.followers.get(replica)
             if progress is None:
                 continue
+            caught_up_s = progress.caught_up_s(leader_end)
             if replica in self.state.isr:
-                if now - progress.last_caught_up_s <= lag_max_s:
+                if now - caught_up_s <= lag_max_s:
                     isr.append(replica)
-            elif (now - progress.last_caught_up_s <= lag_max_s
+            elif (now - caught_up_s <= lag_max_s
                   and progress.log_end_offset >= max(self.high_watermark, self._epoch_start())):
                 isr.append(replica)
         wanted = tuple(isr)

@@ -1,7 +1,10 @@
 """Follower side of replication: fetch from each leader and append what comes back, verbatim.
 
 One task per leader broker fetches every partition this broker follows
-from it, as a long poll. A partition that starts following (a new leader or
+from it, as a long poll in a fetch session (fetch_session_builder.py): after
+the first, full fetch each fetch names only the partitions whose fetch state
+changed, and the leader answers only those with news, so idle partitions
+cost nothing per fetch. A partition that starts following (a new leader or
 a new epoch) first asks the leader where its own latest epoch ends and cuts
 anything after that, so a replica that led before and wrote records nobody
 else got drops them before fetching (KIP-101). Truncations run through the
@@ -29,6 +32,7 @@ from rill.client.errors import (
 from rill.node.log.disk_work import DiskWork
 from rill.node.log.manager import LogManager, StorageErrorListener
 from rill.node.network.broker_client import BrokerClient, Spawn
+from rill.node.replication.fetch_session_builder import FollowerSession
 from rill.node.replication.partition import Partition
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class ReplicaFetcher:
         self._on_high_watermark = on_high_watermark
         self._following: dict[int, dict[tuple[str, int], Partition]] = {}
         self._needs_truncation: set[tuple[str, int]] = set()
+        self._sessions: dict[int, FollowerSession] = {}  # by leader
         self._tasks: dict[int, asyncio.Task] = {}
         self._closed = False
 
@@ -70,16 +75,28 @@ class ReplicaFetcher:
         self._generations[key] = next(self._follow_numbers)
         self._following.setdefault(leader, {})[key] = partition
         self._needs_truncation.add(key)
+        self._session(leader).mark(key)
         task = self._tasks.get(leader)
         if task is None or task.done():
             self._tasks[leader] = self._spawn(f"replica fetcher from broker {leader}", self._run(leader))
 
     def unfollow(self, partition: Partition) -> None:
         key = (partition.topic, partition.index)
-        for partitions in self._following.values():
-            partitions.pop(key, None)
+        for leader, partitions in self._following.items():
+            if partitions.pop(key, None) is not None:
+                self._session(leader).mark(key)
         self._needs_truncation.discard(key)
         self._generations.pop(key, None)
+
+    def _session(self, leader: int) -> FollowerSession:
+        session = self._sessions.get(leader)
+        if session is None:
+            session = self._sessions[leader] = FollowerSession(self._node_id)
+        return session
+
+    def _changed(self, key: tuple[str, int], leader: int) -> None:
+        """Name the partition in the next fetch from ``leader`` (its log end moved, or it must be retried)."""
+        self._session(leader).mark(key)
 
     def close(self) -> None:
         """Stop fetching; metadata changes that arrive while the broker shuts down start nothing new."""
@@ -94,17 +111,21 @@ class ReplicaFetcher:
                 await self._fetch_once(leader)
             except RillError as error:
                 log.debug("fetch from broker %d failed: %s", leader, error)
+                self._session(leader).restart()
                 await asyncio.sleep(RETRY_BACKOFF_S)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("replica fetcher for broker %d failed", leader)
+                self._session(leader).restart()
                 await asyncio.sleep(RETRY_BACKOFF_S)
         self._tasks.pop(leader, None)
+        self._session(leader).restart()
 
     async def _truncate(self, leader: int) -> None:
         """Ask the leader where our latest epoch ends and cut our log there (KIP-101)."""
-        partitions = {key: p for key, p in self._following.get(leader, {}).items() if key in self._needs_truncation}
+        following = self._following.get(leader, {})
+        partitions = {key: following[key] for key in self._needs_truncation if key in following}
         if not partitions:
             return
         generations = {key: self._generations[key] for key in partitions}
@@ -129,6 +150,7 @@ class ReplicaFetcher:
                 await self._cut(key, partition, answer.leader_epoch, answer.end_offset, generations[key])
                 if self._still_following(key, generations[key]):
                     self._needs_truncation.discard(key)
+                    self._changed(key, leader)
 
     def _still_following(self, key: tuple[str, int], generation: int) -> bool:
         """Whether the partition is followed as it was when ``generation`` was read (no re-follow since)."""
@@ -157,33 +179,43 @@ class ReplicaFetcher:
             self._on_storage_error(partition.topic, partition.index, error)
 
     async def _fetch_once(self, leader: int) -> None:
-        partitions = {key: p for key, p in self._following.get(leader, {}).items() if key not in self._needs_truncation}
-        if not partitions:
-            await asyncio.sleep(RETRY_BACKOFF_S)
+        following = self._following.get(leader, {})
+        session = self._session(leader)
+        if len(self._needs_truncation) >= len(following) and all(key in self._needs_truncation for key in following):
+            await asyncio.sleep(RETRY_BACKOFF_S)  # nothing to fetch until truncations finish
             return
-        by_topic: dict[str, list[protocol.PartitionFetch]] = {}
-        topic_ids: dict[str, str] = {}
-        asked = {key: partition.log.log_end_offset for key, partition in partitions.items()}
-        generations = {key: self._generations[key] for key in partitions}
-        for (topic, index), partition in partitions.items():
-            by_topic.setdefault(topic, []).append(protocol.PartitionFetch(
-                index, asked[(topic, index)], PARTITION_MAX_BYTES, partition.state.leader_epoch))
-            topic_ids[topic] = partition.topic_id
-        request = protocol.FetchRequest(FETCH_MAX_WAIT_MS, 1, FETCH_MAX_BYTES,
-                                        [protocol.TopicFetch(t, parts, topic_ids[t]) for t, parts in by_topic.items()],
-                                        replica_id=self._node_id)
+        request = session.request(following, self._fetch_state(following), self._generations.__getitem__,
+                                  FETCH_MAX_WAIT_MS, FETCH_MAX_BYTES, PARTITION_MAX_BYTES)
         response = await self._client.request(leader, protocol.FETCH, request,
                                               REQUEST_TIMEOUT_MS + FETCH_MAX_WAIT_MS)
+        if not session.answered(response):
+            log.debug("fetch session with broker %d starts over (error %d)", leader, response.error_code)
+            return
         failed = False
         for topic in response.topics:
             for answer in topic.partitions:
                 key = (topic.topic, answer.partition)
-                partition = partitions.get(key)
-                if partition is None or not self._still_following(key, generations[key]):
+                partition = following.get(key)
+                sent = session.sent.get(key)
+                if partition is None or sent is None or key in self._needs_truncation \
+                        or not self._still_following(key, sent[1]):
                     continue  # moved to another leader (or followed anew) while the fetch was out
-                failed |= await self._apply(key, partition, answer, asked[key], generations[key])
+                offset = partition.log.log_end_offset
+                failed_here = await self._apply(key, partition, answer, sent[0], sent[1])
+                if failed_here or partition.log.log_end_offset != offset or key in self._needs_truncation:
+                    self._changed(key, leader)  # the next fetch names it: a new offset, or a retry
+                failed |= failed_here
         if failed:
             await asyncio.sleep(RETRY_BACKOFF_S)
+
+    def _fetch_state(self, following: dict[tuple[str, int], Partition]):
+        """Where each followed partition fetches from now: None if it is not fetched (gone, truncating)."""
+        def state(key: tuple[str, int]) -> tuple[int, int, str] | None:
+            partition = following.get(key)
+            if partition is None or key in self._needs_truncation:
+                return None
+            return partition.log.log_end_offset, partition.state.leader_epoch, partition.topic_id
+        return state
 
     async def _apply(self, key: tuple[str, int], partition: Partition, answer: protocol.PartitionFetchResponse,
                      fetch_offset: int, generation: int) -> bool:

@@ -46,6 +46,8 @@ from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
 from rill.node.metadata.state import PartitionState, TopicState
 from rill.node.metadata.topic_config import topic_settings
+from rill.node.replication.fetch_session import FetchSessionCache
+from rill.node.replication.fetch_session_server import SessionFetchServer
 from rill.node.replication.partition import Partition
 from rill.node.structured_logging import log_event
 
@@ -92,6 +94,11 @@ class ReplicaManager:
         self._on_role_change = _logging_leader_changes(on_role_change)
         self._fetch_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)
         self._pending_acks: dict[PartitionKey, list[_PendingAck]] = defaultdict(list)
+        # Followers' fetch sessions (fetch_session.py): touched by the same appends and moves as the waiters.
+        self.fetch_sessions = SessionFetchServer(FetchSessionCache(), self.partitions, self._read_partition,
+                                                 limits.max_fetch_wait_ms, limits.fetch_max_bytes)
+        self.touched: set[PartitionKey] = set()  # partitions with appends or moves since IsrUpkeep last looked
+        self._checked_topic_ids: dict[str, str] = {}  # topics whose local logs were checked for an older id
         # Topics whose stored config this broker cannot apply: the topic and why. Their partitions stay
         # offline here (their logs closed) while every other topic is served.
         self._offline: dict[str, tuple[TopicState, str]] = {}
@@ -117,6 +124,7 @@ class ReplicaManager:
                 self._wake((key,))
             self.log_manager.delete_topic(name)
             self._stats.forget_topic(name)
+            self._checked_topic_ids.pop(name, None)
             return
         self._drop_if_another_topic(name, topic.topic_id)
         try:
@@ -145,7 +153,11 @@ class ReplicaManager:
 
     def _drop_if_another_topic(self, name: str, topic_id: str) -> None:
         """Delete local logs of an older topic of the same name (deleted and re-created while this
-        broker was away): each partition folder records its topic's id (Kafka's partition.metadata)."""
+        broker was away): each partition folder records its topic's id (Kafka's partition.metadata).
+        Checked once per topic id: the files are read only for a topic (or topic id) not seen before."""
+        if self._checked_topic_ids.get(name) == topic_id:
+            return
+        self._checked_topic_ids[name] = topic_id
         stale = [index for topic, index in self.log_manager.partitions()
                  if topic == name and _recorded_topic_id(self.log_manager.get(topic, index)) not in (None, topic_id)]
         if not stale:
@@ -170,6 +182,8 @@ class ReplicaManager:
                                                          min_insync, self._follower_timeout_s)
             self._on_role_change(partition, "leader" if partition.is_leader else "follower")
             return
+        if state is partition.state and min_insync == partition.min_insync_replicas:
+            return  # another partition of the topic changed (the metadata is copy on write): nothing to do
         before = partition.state
         role = partition.update_state(state, min_insync)
         self._stats.isr_changed(self.node_id, before, partition.state)
@@ -302,9 +316,12 @@ class ReplicaManager:
     def fetch(self, request: protocol.FetchRequest) -> protocol.FetchResponse | Awaitable[protocol.FetchResponse]:
         """Read now; if fewer than min_bytes are there, wait for appends up to max_wait_ms.
 
+        A follower's fetch in a fetch session is served by ``fetch_sessions`` (fetch_session_server.py).
         The waiter is registered here, before returning: the long poll's task starts on a later turn of
         the loop, and an append or high-watermark move in between must still wake it.
         """
+        if request.replica_id >= 0 and request.session_epoch != protocol.FULL_FETCH_EPOCH:
+            return self.fetch_sessions.fetch(request)
         response, size = self._read(request)
         if size >= max(request.min_bytes, 1) or request.max_wait_ms <= 0 or _has_error(response):
             return self._answered(request, response)
@@ -354,6 +371,8 @@ class ReplicaManager:
                     del self._fetch_waiters[key]
 
     def _wake(self, keys) -> None:
+        self.fetch_sessions.cache.touched(keys)
+        self.touched.update(keys)
         for key in keys:
             for waiter in self._fetch_waiters.get(key, ()):
                 if not waiter.done():
@@ -463,7 +482,7 @@ class ReplicaManager:
 
     def parked_fetches(self) -> int:
         """Long-poll fetches waiting for data now, each once however many partitions it waits on."""
-        return len(set().union(*self._fetch_waiters.values()))
+        return len(set().union(*self._fetch_waiters.values())) + self.fetch_sessions.parked
 
     def pending_acks(self) -> int:
         """acks=all appends waiting now for the in-sync replicas to confirm them."""

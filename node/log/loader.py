@@ -52,7 +52,8 @@ def load_log(directory: Path, config: LogConfig, now_ms: int,
     state is the newest snapshot at or below the log end plus the batch
     headers after it (see ProducerStateManager.load).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.exists():
+        return _new_log(directory, config, now_ms, producer_settings)
     _remove_leftovers(directory)
     clean_shutdown = (directory / CLEAN_SHUTDOWN_FILE).exists()
     recovery_point = None if clean_shutdown else read_offset_checkpoint(directory / RECOVERY_POINT_FILE) or 0
@@ -68,6 +69,18 @@ def load_log(directory: Path, config: LogConfig, now_ms: int,
     producer_state = ProducerStateManager(directory, producer_settings or ProducerStateSettings())
     producer_state.load(segments, now_ms)
     return LoadedLog(segments, recovery_point, cache, producer_state)
+
+
+def _new_log(directory: Path, config: LogConfig, now_ms: int,
+             producer_settings: ProducerStateSettings | None) -> LoadedLog:
+    """A log that did not exist: no leftovers to remove, segments to recover or snapshots to read, so no
+    directory listing (creating thousands of partitions runs this on the loop once per partition)."""
+    directory.mkdir(parents=True)
+    segments = LogSegments()
+    segments.add(LogSegment.create(directory, 0, config, now_ms))
+    cache = LeaderEpochCache(directory / leader_epoch_cache.FILE_NAME, [])
+    producer_state = ProducerStateManager(directory, producer_settings or ProducerStateSettings())
+    return LoadedLog(segments, 0, cache, producer_state)
 
 
 def _remove_leftovers(directory: Path) -> None:

@@ -69,7 +69,7 @@ class BrokerClient:
             address = self._addresses.get(node_id)
             if address is None:
                 raise BrokerNotAvailableError(f"no address known for broker {node_id}")
-            socket = zmq.Socket(self._context, zmq.DEALER)
+            socket = self._context.socket(zmq.DEALER, socket_class=zmq.Socket)  # plain: a LoopSocket reads it
             self._secure(socket)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.IMMEDIATE, 1)

@@ -86,7 +86,7 @@ class NetworkServer:
         ``parking`` bounds the waiting requests (None: no bound, for a listener that admits only brokers);
         ``stats`` counts requests, their latency and errors by type (the client port's, for /metrics);
         requests answered later than ``slow_request_ms`` are logged (slow_requests.py)."""
-        self._socket = zmq.Socket(context, zmq.ROUTER)  # a plain socket, read by a LoopSocket once serving
+        self._socket = context.socket(zmq.ROUTER, socket_class=zmq.Socket)  # plain: a LoopSocket reads it
         self._loop_socket: LoopSocket | None = None
         if secure is not None:
             secure(self._socket)

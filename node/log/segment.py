@@ -35,6 +35,7 @@ INT32_MAX = 2**31 - 1
 WALK_CHUNK_BYTES = 16384
 # Recovery reads and CRC-checks the log in pieces of this size.
 RECOVERY_CHUNK_BYTES = 8 * 1024 * 1024
+RECENT_BATCHES_MAX = 64  # batch positions a segment remembers from its latest appends (translate_offset)
 MINIMUM_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 
 
@@ -114,6 +115,9 @@ class LogSegment:
         self.offset_of_max_timestamp = base_offset
         self._bytes_since_last_index_entry = 0
         self._unflushed = False
+        # base offset -> (position, header) of the batches this process appended last: followers and tailing
+        # consumers fetch from a recent batch's base offset, found here without an index lookup and header walk
+        self._recent_batches: dict[int, tuple[int, BatchHeader]] = {}
 
     @classmethod
     def create(
@@ -255,7 +259,17 @@ class LogSegment:
             self._undo_append(before)
             raise
         assert position - self.size_bytes == written_bytes, "buffers and headers disagree on the size"
+        self._remember(self.size_bytes, headers)
         self.size_bytes = position
+
+    def _remember(self, position: int, headers: Sequence[BatchHeader]) -> None:
+        """Note where the appended batches start, keeping the last RECENT_BATCHES_MAX."""
+        recent = self._recent_batches
+        for header in headers:
+            recent[header.base_offset] = (position, header)
+            position += header.size
+        while len(recent) > RECENT_BATCHES_MAX:
+            del recent[next(iter(recent))]
 
     def _append_state(self) -> tuple[int, ...]:
         return (self.size_bytes, self.next_offset, self.max_timestamp_ms, self.offset_of_max_timestamp,
@@ -325,7 +339,11 @@ class LogSegment:
 
     def translate_offset(self, offset: int) -> tuple[int, BatchHeader] | None:
         """Position and header of the batch holding ``offset``, or the first after it when ``offset`` was
-        compacted away: index lookup, then a header walk. None when no batch ends after ``offset``."""
+        compacted away: a recently appended batch's base offset is looked up directly, any other offset with the
+        index and a header walk. None when no batch ends after ``offset``."""
+        recent = self._recent_batches.get(offset)
+        if recent is not None:
+            return recent
         start_position = self.offset_index.lookup(offset).position
         for position, header in self.batch_headers(start_position):
             if header.next_offset > offset:
@@ -397,6 +415,7 @@ class LogSegment:
         if located is None:
             return 0
         position, header = located
+        self._recent_batches.clear()
         self.offset_index.truncate_to(header.base_offset)
         self.time_index.truncate_to(header.base_offset)
         os.ftruncate(self._descriptor, position)

@@ -230,3 +230,21 @@ def test_a_failed_write_leaves_no_torn_batch_and_raises_storage_error(open_log, 
     assert (log.size_bytes, log.log_end_offset) == (size_bytes, 1)
     assert log.append(batch(b"c"), leader_epoch=0).first_offset == 1
     assert records_of(log.read(0, 1 << 20)) == [(0, b"a"), (1, b"c")]
+
+
+def test_reads_at_recent_batches_match_the_index_walk_and_follow_a_truncation(open_log):
+    """Recently appended batches are found without the index (a remembered position): the same bytes as
+    the index and header walk give, and after a cut and new appends at those offsets, the new batches."""
+    log = open_log()
+    for number in range(200):
+        log.append(encode_batch([b"first-%d" % number]), leader_epoch=0)
+    end = log.log_end_offset
+    remembered = [log.read(offset, 1 << 20, end) for offset in range(end - 50, end)]
+    log._segments.active._recent_batches.clear()
+    walked = [log.read(offset, 1 << 20, end) for offset in range(end - 50, end)]
+    assert [bytes(data) for data in remembered] == [bytes(data) for data in walked]
+    log.truncate_to(end - 10)
+    for number in range(10):
+        log.append(encode_batch([b"second-%d" % number]), leader_epoch=1)
+    assert [value for _, value in records_of(bytes(log.read(end - 10, 1 << 20, end)))] == [
+        b"second-%d" % number for number in range(10)]

@@ -36,9 +36,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from rill.client import protocol
-from rill.client.batch import check_batch, decode_batch, end_offset
+from rill.client.batch import BatchHeader, check_batch, decode_batch, end_offset
 from rill.client.consumer_config import ConsumerConfig
 from rill.client.consumer_metrics import ConsumerMetrics
 from rill.client.errors import (
@@ -215,24 +216,26 @@ class Fetcher:
         At a bad batch the records before it are kept and the partition fails."""
         data = buffer.responses.popleft()
         records: list[Record] = []
-        read_bytes = 0
         try:
-            for _ in range(MAX_BATCHES_PER_RESPONSE):
-                if read_bytes >= len(data):
-                    break
-                header = check_batch(data, read_bytes, self._config.check_crcs)
-                if header.next_offset > buffer.decoded_to:
-                    records += decode_batch(data, tp.topic, tp.partition, read_bytes, check_crc=False)
-                read_bytes += header.size
+            for position, _ in self._batches_to_decode(data, buffer.decoded_to):
+                records += decode_batch(data, tp.topic, tp.partition, position, check_crc=False)
         except CorruptRecordError as error:
-            if not self._keep(tp, buffer, records):
-                return  # a record before the bad batch failed to deserialize: the partition stops there
-            log.error("%s-%d: corrupt batch at offset %d: %s", tp.topic, tp.partition, buffer.decoded_to, error)
-            buffer.fail(CorruptRecordError(
-                f"{tp.topic}-{tp.partition}: the record batch holding offset {buffer.decoded_to} is corrupt "
-                f"({error}); seek past it to read on", tp.topic, tp.partition, buffer.decoded_to))
+            if self._keep(tp, buffer, records):  # else a record before the bad batch failed to deserialize
+                _fail_at_corrupt_batch(tp, buffer, error)
             return
         self._keep(tp, buffer, records)
+
+    def _batches_to_decode(self, data: bytes, decoded_to: int) -> Iterator[tuple[int, BatchHeader]]:
+        """(position, header) of each batch of a fetched response holding records at or after ``decoded_to``,
+        checked (CRC-32C too with check_crcs); raises CorruptRecordError at a bad batch."""
+        read_bytes = 0
+        for _ in range(MAX_BATCHES_PER_RESPONSE):
+            if read_bytes >= len(data):
+                return
+            header = check_batch(data, read_bytes, self._config.check_crcs)
+            if header.next_offset > decoded_to:
+                yield read_bytes, header
+            read_bytes += header.size
 
     def _keep(self, tp: TopicPartition, buffer: PartitionBuffer, records: list[Record]) -> bool:
         """Buffer the decoded records from decoded_to on, deserialized; False if one failed to deserialize
@@ -305,23 +308,13 @@ class Fetcher:
         """``_decode_next_response`` into columns: one RecordColumns for the whole response."""
         data = buffer.responses.popleft()
         parts: list[RecordColumns] = []
-        read_bytes = 0
         try:
-            for _ in range(MAX_BATCHES_PER_RESPONSE):
-                if read_bytes >= len(data):
-                    break
-                header = check_batch(data, read_bytes, self._config.check_crcs)
-                if header.next_offset > buffer.decoded_to:
-                    parts.append(decode_columns(data, read_bytes, header, tp.topic, tp.partition,
-                                                buffer.decoded_to - header.base_offset))
-                read_bytes += header.size
+            for position, header in self._batches_to_decode(data, buffer.decoded_to):
+                parts.append(decode_columns(data, position, header, tp.topic, tp.partition,
+                                            buffer.decoded_to - header.base_offset))
         except CorruptRecordError as error:
-            if not self._keep_columns(buffer, parts):
-                return
-            log.error("%s-%d: corrupt batch at offset %d: %s", tp.topic, tp.partition, buffer.decoded_to, error)
-            buffer.fail(CorruptRecordError(
-                f"{tp.topic}-{tp.partition}: the record batch holding offset {buffer.decoded_to} is corrupt "
-                f"({error}); seek past it to read on", tp.topic, tp.partition, buffer.decoded_to))
+            if self._keep_columns(buffer, parts):
+                _fail_at_corrupt_batch(tp, buffer, error)
             return
         self._keep_columns(buffer, parts)
 
@@ -431,3 +424,12 @@ class Fetcher:
             self.metadata_stale = True
         else:
             buffer.fail(error)
+
+
+def _fail_at_corrupt_batch(tp: TopicPartition, buffer: PartitionBuffer, error: CorruptRecordError) -> None:
+    """Stop the partition at the bad batch (after the records before it): CorruptRecordError from the next
+    call on, at the offset the consumer would return next."""
+    log.error("%s-%d: corrupt batch at offset %d: %s", tp.topic, tp.partition, buffer.decoded_to, error)
+    buffer.fail(CorruptRecordError(
+        f"{tp.topic}-{tp.partition}: the record batch holding offset {buffer.decoded_to} is corrupt "
+        f"({error}); seek past it to read on", tp.topic, tp.partition, buffer.decoded_to))

@@ -27,7 +27,6 @@ import resource
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -37,7 +36,9 @@ from rill.client import Admin, Producer, protocol
 from rill.client.errors import RillError
 from rill.client.network import NetworkClient
 from rill.cluster import launcher
-from rill.cluster.layout import ClusterError, ClusterLayout, free_base_port
+from rill.cluster.layout import ClusterError, ClusterLayout
+
+from bench_clusters import running_cluster
 
 NODES = 3
 REPLICATION_FACTOR = 3
@@ -51,17 +52,6 @@ ADMIN_TIMEOUT_MS = 120_000
 FILES_PER_LOG = 1  # a log's open files: its active segment's .log (indexes are opened to write)
 FILES_BESIDES_LOGS = 2_000  # sockets, Raft journal, Python's own
 METADATA_TIMEOUT_MS = 10_000
-
-
-@contextmanager
-def _cluster(folder: Path) -> Iterator[ClusterLayout]:
-    """A fresh 3-broker cluster on free ports, stopped by pid afterwards."""
-    layout = ClusterLayout(folder, NODES, free_base_port(NODES))
-    launcher.start_nodes(layout, list(layout.node_ids))
-    try:
-        yield layout
-    finally:
-        launcher.stop_nodes(layout, list(layout.node_ids))
 
 
 def _idle_topics(count: int) -> list[tuple[str, int]]:
@@ -188,7 +178,7 @@ def _check_open_files(partitions: int) -> None:
 def bench_one(folder: Path, idle: int, records: int, value_bytes: int = 100) -> dict:
     """The measurements of one cluster with ``idle`` idle partitions (see the module docstring)."""
     _check_open_files(idle + 1)
-    with _cluster(folder) as layout:
+    with running_cluster(folder, NODES) as layout:
         with Admin(layout.bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS) as admin:
             create_s = _create_idle(admin, idle)
             admin.create_topic(HOT_TOPIC, 1, REPLICATION_FACTOR)

@@ -37,7 +37,11 @@ class EntryFile:
         self.path = path
         self.entry_size_bytes = entry_size_bytes
         self.existed = path.exists() and not create_new
-        os.close(open_for_append(path, truncate=create_new))
+        descriptor = open_for_append(path, truncate=create_new)
+        try:
+            self._written_bytes = os.fstat(descriptor).st_size  # what the file holds
+        finally:
+            os.close(descriptor)
         self._pending = bytearray()
         self._dirty = create_new
 
@@ -61,22 +65,34 @@ class EntryFile:
             self._write_pending()
 
     def _write_pending(self) -> None:
+        """Write the waiting entries; if that fails (a full disk) the file is cut back to what it held and
+        the entries keep waiting, so the file never holds part of an entry or one a cut took back."""
         if not self._pending:
             return
         descriptor = open_for_append(self.path)
         try:
             write_fully(descriptor, [self._pending])
+        except OSError:
+            os.ftruncate(descriptor, self._written_bytes)
+            raise
         finally:
             os.close(descriptor)
+        self._written_bytes += len(self._pending)
         self._pending = bytearray()
 
     def truncate_to_entries(self, entry_count: int) -> None:
-        self._write_pending()
-        descriptor = open_for_append(self.path)
-        try:
-            os.ftruncate(descriptor, entry_count * self.entry_size_bytes)
-        finally:
-            os.close(descriptor)
+        """Keep the first ``entry_count`` entries: a cut among the waiting ones touches no file."""
+        size_bytes = entry_count * self.entry_size_bytes
+        if size_bytes >= self._written_bytes:
+            del self._pending[size_bytes - self._written_bytes:]
+        else:
+            self._pending = bytearray()
+            descriptor = open_for_append(self.path)
+            try:
+                os.ftruncate(descriptor, size_bytes)
+            finally:
+                os.close(descriptor)
+            self._written_bytes = size_bytes
         self._dirty = True
 
     def flush(self) -> None:

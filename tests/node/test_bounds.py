@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import zmq
 from brokers import BrokerProcess, wait_until
+from node_http import scrape
 from raw_wire import RawConnection
 from rill.client import Admin, Consumer, Producer, TopicPartition, protocol
 from rill.client.errors import (
@@ -137,10 +138,18 @@ def test_parked_fetches_per_connection_are_bounded(broker, context, topic_name):
     assert all(answer.error_code == 0 for answer in released), "each parked fetch is answered with the record"
 
 
+def wait_until_nothing_parked(broker) -> None:
+    """Until the broker holds no parked request: a closed consumer's last long poll stays parked until its
+    fetch_max_wait_ms runs out, and would take one place of a flood that counts the places."""
+    wait_until(lambda: scrape(broker.address.http_port).value("rill_parked_requests") == 0, 30,
+               "the earlier tests' parked requests to be answered")
+
+
 def test_parked_requests_in_all_are_bounded(broker, context, topic_name):
     flood_topic = create_topic(broker.bootstrap, f"{topic_name}-flood")
     served_topic = create_topic(broker.bootstrap, topic_name)
     produce(broker.bootstrap, served_topic, b"there before")
+    wait_until_nothing_parked(broker)
     connections_count, per_connection_sent = 6, PER_CONNECTION + 5
     sent = connections_count * per_connection_sent
     baseline = rss_bytes(broker.pid)

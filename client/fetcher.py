@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rill.client import protocol
 from rill.client.batch import BatchHeader, check_batch, decode_batch, end_offset
@@ -163,25 +163,36 @@ class Fetcher:
         Raises a partition's error (a corrupt batch, say) only when no record came before it in this call;
         an error found after some records waits for the next call, so those records are not lost.
         """
-        self._raise_error_found_earlier()
         out: list[Record] = []
+        for records in self._collect_by_partition(max_records, self._drain):
+            out += records
+        return out
+
+    def _collect_by_partition(self, max_records: int, drain: Callable) -> list:
+        """The walk ``collect`` and ``collect_columns`` share: what ``drain(tp, buffer, budget)`` returns for each
+        partition that had records (a sized chunk: Records, or RecordColumns), up to ``max_records`` in all,
+        positions moved past them; a partition's error is raised only when no record came before it."""
+        self._raise_error_found_earlier()
+        chunks: list = []
+        total = 0
         moved: list[tuple[TopicPartition, int]] = []  # partitions that returned records, and their new positions
         for tp, state in self._subscriptions.fetchable():
             buffer = self._buffer(tp, state)
-            drained = self._drain(tp, buffer, max_records - len(out))
-            if drained:
-                out += drained
+            chunk = drain(tp, buffer, max_records - total)
+            if chunk:
+                chunks.append(chunk)
+                total += len(chunk)
                 moved.append((tp, buffer.position))
             state.position = buffer.position
             if buffer.error is not None and not buffer.has_records:
-                if not out:
+                if not chunks:
                     self._raise(tp, buffer)
                 break
-            if len(out) >= max_records:
+            if total >= max_records:
                 break
-        if out:
-            self._metrics.records_returned(len(out), moved)
-        return out
+        if chunks:
+            self._metrics.records_returned(total, moved)
+        return chunks
 
     def _raise_error_found_earlier(self) -> None:
         for tp, state in self._subscriptions.fetchable():
@@ -258,27 +269,7 @@ class Fetcher:
     def collect_columns(self, max_records: int) -> list[RecordColumns]:
         """``collect`` for ``poll_batch``: up to ``max_records`` buffered records as one RecordColumns per
         partition that has some, moving positions past them; errors surface as in ``collect``."""
-        self._raise_error_found_earlier()
-        out: list[RecordColumns] = []
-        total = 0
-        moved: list[tuple[TopicPartition, int]] = []
-        for tp, state in self._subscriptions.fetchable():
-            buffer = self._buffer(tp, state)
-            columns = self._drain_columns(tp, buffer, max_records - total)
-            if columns is not None:
-                out.append(columns)
-                total += len(columns)
-                moved.append((tp, buffer.position))
-            state.position = buffer.position
-            if buffer.error is not None and not buffer.has_records:
-                if not out:
-                    self._raise(tp, buffer)
-                break
-            if total >= max_records:
-                break
-        if out:
-            self._metrics.records_returned(total, moved)
-        return out
+        return self._collect_by_partition(max_records, self._drain_columns)
 
     def _drain_columns(self, tp: TopicPartition, buffer: PartitionBuffer, budget: int) -> RecordColumns | None:
         if buffer.records:  # left by poll

@@ -8,7 +8,8 @@ with ``loop.add_reader`` and messages are read with NOBLOCK until none is
 left. That difference is paid on every produce, fetch and follower fetch.
 
 ZMQ_FD is edge-triggered: it signals that the socket's state changed, not
-that a message waits. So a drain reads until ZeroMQ says Again; one that
+that a message waits. So a drain reads while the socket's EVENTS say a
+message waits (reading EVENTS also takes the pending signal); one that
 stops early (``DRAIN_MAX`` messages, so that parked requests and timers get
 their turn) schedules the next; and after every send, which may consume the
 signal, the socket's EVENTS are checked and a drain is scheduled if input
@@ -26,6 +27,14 @@ import zmq
 log = logging.getLogger(__name__)
 
 DRAIN_MAX = 256  # messages read in one turn of the loop before others get theirs
+
+# pyzmq's flags are enum members whose ``|`` and ``&`` run Python code; a message costs several such
+# operations (and pyzmq's multipart helpers a zmq.Again exception per drain), so plain ints are used.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 MessageHandler = Callable[[list[bytes]], None]
 
@@ -52,16 +61,19 @@ class LoopSocket:
         return self.socket.closed
 
     def send_multipart(self, frames: Sequence[bytes], copy: bool = True) -> None:
-        self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
+        socket = self.socket
+        for frame in frames[:-1]:
+            socket.send(frame, _SNDMORE_NOBLOCK, copy=copy)
+        socket.send(frames[-1], _NOBLOCK, copy=copy)
         self._check_input()
 
     def send(self, frame: bytes) -> None:
-        self.socket.send(frame, flags=zmq.NOBLOCK)
+        self.socket.send(frame, _NOBLOCK)
         self._check_input()
 
     def _check_input(self) -> None:
         """After a send: a message that arrived meanwhile may have had its signal taken by the send."""
-        if not self._drain_scheduled and self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if not self._drain_scheduled and self.socket.getsockopt(_EVENTS) & _POLLIN:
             self._schedule_drain()
 
     def _schedule_drain(self) -> None:
@@ -72,12 +84,11 @@ class LoopSocket:
         self._drain_scheduled = False
         socket = self.socket
         for _ in range(DRAIN_MAX):
-            if socket.closed:
+            if socket.closed or not socket.getsockopt(_EVENTS) & _POLLIN:
                 return
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+            frames = [socket.recv(_NOBLOCK)]
+            while socket.getsockopt(_RCVMORE):
+                frames.append(socket.recv(_NOBLOCK))
             try:
                 self._on_message(frames)
             except Exception:  # noqa: BLE001 - one message's bug must not stop the socket

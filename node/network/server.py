@@ -31,7 +31,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Coroutine
 
 import zmq
 import zmq.asyncio
@@ -150,30 +150,13 @@ class NetworkServer:
             self._stats.failed(api_name, started, error)
             return
         if inspect.isawaitable(result):
-            result = self._slow_checked(result, api, body, envelope.client_id, len(frame), started)
-            self._park(identity, correlation_id, self._counted(api_name, started, result))
+            self._park(identity, self._finish(identity, correlation_id, result, api, body, envelope.client_id,
+                                              len(frame), started))
             return
         if result is not None:
             self._reply(identity, protocol.encode_response(correlation_id, result))
         self._stats.answered(api_name, started, result)
         self._slow.finished(api, body, envelope.client_id, len(frame), started)
-
-    async def _slow_checked(self, result: Awaitable[object], api: protocol.Api, body: object, client_id: str,
-                            request_bytes: int, started: float) -> object:
-        """A parked request's answer; logged as slow once it is there, if it took too long."""
-        answer = await result
-        self._slow.finished(api, body, client_id, request_bytes, started)
-        return answer
-
-    async def _counted(self, api_name: str, started: float, result: Awaitable[object]) -> object:
-        """A parked request's answer, counted in the stats once it is there (its wait included)."""
-        try:
-            body = await result
-        except Exception as error:
-            self._stats.failed(api_name, started, error)
-            raise
-        self._stats.answered(api_name, started, body)
-        return body
 
     def _check_room(self, identity: bytes) -> None:
         """Refuse a request that may wait when its connection, or the server, has as many waiting as allowed."""
@@ -186,8 +169,8 @@ class NetworkServer:
                 f"the broker has {len(self._pending)} requests waiting for an answer, the most it allows "
                 f"(max_parked_requests); retry later")
 
-    def _park(self, identity: bytes, correlation_id: int, result: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(self._finish(identity, correlation_id, result))
+    def _park(self, identity: bytes, finish: Coroutine) -> None:
+        task = asyncio.ensure_future(finish)
         self._pending.add(task)
         self._parked[identity] += 1
         task.add_done_callback(lambda done: self._unpark(identity, done))
@@ -212,16 +195,24 @@ class NetworkServer:
         except Exception as error:  # noqa: BLE001 - any bytes: msgspec errors, UnicodeDecodeError, ...
             raise InvalidRequestError(f"malformed {api.name} request: {error}") from None
 
-    async def _finish(self, identity: bytes, correlation_id: int, result: Awaitable[object]) -> None:
+    async def _finish(self, identity: bytes, correlation_id: int, result: Awaitable[object], api: protocol.Api,
+                      request: object, client_id: str, request_bytes: int, started: float) -> None:
+        """Answer a parked request once its ``result`` is there; count it in the stats (its wait included)
+        and log it if slow. One coroutine per parked request: it runs for every acks=all produce and long
+        poll."""
         try:
             body = await result
         except RillError as error:
+            self._stats.failed(api.name, started, error)
             self._reply(identity, protocol.encode_response(correlation_id, None, error.code, str(error)))
             return
         except Exception as error:
+            self._stats.failed(api.name, started, error)
             log.exception("request %s failed", correlation_id)
             self._reply(identity, protocol.encode_response(correlation_id, None, code_of(error), repr(error)))
             return
+        self._stats.answered(api.name, started, body)
+        self._slow.finished(api, request, client_id, request_bytes, started)
         if body is not None:
             self._reply(identity, protocol.encode_response(correlation_id, body))
 

@@ -11,8 +11,12 @@ new high watermark or log start, an error.
 
 What is new is known without looking at every partition: an append or a
 high-watermark move on a partition ``touch``es the sessions holding it,
-which marks it dirty and wakes the session's one waiter (its parked long
-poll). Per-partition work happens only when something happens.
+which marks it dirty; an append (or a role change) also wakes the
+session's one waiter (its parked long poll). A high-watermark move alone
+waits for the next answer, as in Kafka, where a follower's delayed fetch
+completes on bytes, not on the move: waking for it cost every record one
+more read per follower. Per-partition work happens only when something
+happens.
 
 A session is dropped when its follower opens another (a restart, a failed
 fetch), and the least recently used one when more than ``max_sessions``
@@ -91,9 +95,12 @@ class FetchSession:
         self.closed = False
         self._waiter: asyncio.Future | None = None
 
-    def touch(self, key: PartitionKey) -> None:
-        """Something happened on ``key``: read it at the next look, and wake the parked fetch."""
+    def touch(self, key: PartitionKey, wake: bool = True) -> None:
+        """Something happened on ``key``: read it at the next look, and (``wake``) wake the parked fetch.
+        A high-watermark move alone does not wake it: the next answer carries it."""
         self.dirty.add(key)
+        if not wake:
+            return
         self.news = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -183,11 +190,11 @@ class FetchSessionCache:
             if not holders:
                 del self._holding[key]
 
-    def touched(self, keys) -> None:
-        """Appends or high-watermark moves on ``keys``: tell the sessions holding them."""
+    def touched(self, keys, wake: bool = True) -> None:
+        """Appends (``wake``) or high-watermark moves on ``keys``: tell the sessions holding them."""
         for key in keys:
             for session in self._holding.get(key, ()):
-                session.touch(key)
+                session.touch(key, wake)
 
     def close(self, session: FetchSession) -> None:
         """Drop a session: its parked fetch ends, its clock stops."""

@@ -6,7 +6,7 @@ updates the partitions it names, drops the forgotten ones, and reads only
 the session's dirty partitions (named now, or touched by an append or a
 high-watermark move since): the answer names those with something new.
 With fewer than ``min_bytes`` of records it parks on the session's one
-waiter until a touch or ``max_wait_ms``; a partition touched meanwhile
+waiter until an append touches one of them or ``max_wait_ms``; a partition touched meanwhile
 stays dirty until an answer carries its news. Every read goes through the
 ReplicaManager's own partition read, so a follower's progress, the high
 watermark and errors are what a full fetch would give. Runs on the asyncio
@@ -15,7 +15,6 @@ loop.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Awaitable, Callable, Mapping
 
@@ -27,6 +26,7 @@ from rill.node.replication.fetch_session import (
     FetchSessionIdNotFoundError,
     PartitionKey,
 )
+from rill.node.replication.bounded_wait import wait_at_most
 from rill.node.replication.partition import Partition
 
 ReadPartition = Callable[[str, str, protocol.PartitionFetch, int, int], protocol.PartitionFetchResponse]
@@ -77,12 +77,7 @@ class SessionFetchServer:
         self.parked += 1
         try:
             while not session.closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(session.waiter(), remaining)
-                except asyncio.TimeoutError:
+                if not await wait_at_most(session.waiter(), deadline - time.monotonic()):
                     break
                 response = self._look(session, request, final=False)
                 if response is not None:

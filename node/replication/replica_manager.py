@@ -46,6 +46,7 @@ from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
 from rill.node.metadata.state import PartitionState, TopicState
 from rill.node.metadata.topic_config import topic_settings
+from rill.node.replication.bounded_wait import timed_out, wait_at_most
 from rill.node.replication.fetch_session import FetchSessionCache
 from rill.node.replication.fetch_session_server import SessionFetchServer
 from rill.node.replication.partition import Partition
@@ -92,7 +93,8 @@ class ReplicaManager:
         self.log_manager = log_manager
         self.partitions: dict[PartitionKey, Partition] = {}
         self._on_role_change = _logging_leader_changes(on_role_change)
-        self._fetch_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)
+        self._consumer_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)  # consumers' long polls
+        self._follower_waiters: dict[PartitionKey, set[asyncio.Future]] = defaultdict(set)  # sessionless followers'
         self._pending_acks: dict[PartitionKey, list[_PendingAck]] = defaultdict(list)
         # Followers' fetch sessions (fetch_session.py): touched by the same appends and moves as the waiters.
         self.fetch_sessions = SessionFetchServer(FetchSessionCache(), self.partitions, self._read_partition,
@@ -215,10 +217,14 @@ class ReplicaManager:
             raise InvalidRequestError(f"acks must be 0, 1 or -1 (all), got {request.acks}")
         results: list[tuple[str, protocol.PartitionProduceResponse, asyncio.Future | None]] = []
         appended: list[PartitionKey] = []
+        committed: list[PartitionKey] = []  # appended, and the high watermark moved (no follower to wait for)
         for topic_data in request.topics:
             for data in topic_data.partitions:
-                results.append(self._produce_partition(topic_data.topic, data, request.acks, appended, internal))
-        self._wake(appended)
+                results.append(self._produce_partition(topic_data.topic, data, request.acks, appended, committed,
+                                                       internal))
+        self._wake_followers(appended)
+        for key in committed:
+            self.high_watermark_moved(key, self.partitions[key])
         if request.acks == 0:
             return None
         waiting = [future for _, _, future in results if future is not None]
@@ -227,7 +233,7 @@ class ReplicaManager:
         return self._await_acks(results, waiting, min(max(request.timeout_ms, 1), self._limits.max_produce_timeout_ms))
 
     def _produce_partition(self, topic: str, data: protocol.PartitionProduceData, acks: int,
-                           appended: list[PartitionKey], internal: bool):
+                           appended: list[PartitionKey], committed: list[PartitionKey], internal: bool):
         try:
             if topic in protocol.INTERNAL_TOPICS and not internal:
                 raise InvalidTopicError(f"{topic} is an internal topic: only the brokers write to it")
@@ -236,12 +242,15 @@ class ReplicaManager:
                 self.produce_check(topic, data.records)
             if acks == -1:
                 self._check_pending_acks((topic, data.partition))
+            high_watermark = partition.high_watermark
             info = partition.append_as_leader(data.records, acks)
         except RillError as error:
             self._note_storage_error(topic, data.partition, error)
             return topic, protocol.PartitionProduceResponse(data.partition, error.code, str(error), -1, -1), None
         key = (topic, data.partition)
         appended.append(key)
+        if partition.high_watermark != high_watermark:
+            committed.append(key)
         if not internal:
             self._stats.produced(topic, info)
         response = protocol.PartitionProduceResponse(data.partition, 0, "", info.first_offset,
@@ -261,20 +270,23 @@ class ReplicaManager:
                 f"the broker allows (max_pending_acks_per_partition); nothing was written, retry later")
 
     async def _await_acks(self, results, waiting: list[asyncio.Future], timeout_ms: int) -> protocol.ProduceResponse:
-        await asyncio.wait(waiting, timeout=timeout_ms / 1000)
+        deadline = time.monotonic() + timeout_ms / 1000
+        for future in waiting:
+            await wait_at_most(future, deadline - time.monotonic())
         final = []
-        timed_out: set[PartitionKey] = set()
+        expired: set[PartitionKey] = set()
         for topic, response, future in results:
             if future is not None:
-                error = future.exception() if future.done() else RequestTimeoutError(
-                    f"{topic}-{response.partition}: in-sync replicas did not confirm within {timeout_ms} ms")
-                if not future.done():
-                    future.cancel()
-                    timed_out.add((topic, response.partition))
+                if timed_out(future):
+                    error = RequestTimeoutError(
+                        f"{topic}-{response.partition}: in-sync replicas did not confirm within {timeout_ms} ms")
+                    expired.add((topic, response.partition))
+                else:
+                    error = future.exception()
                 if error is not None:
                     response = protocol.PartitionProduceResponse(response.partition, error.code, str(error), -1, -1)
             final.append((topic, response, None))
-        for key in timed_out:
+        for key in expired:
             self._forget_answered_acks(key)
         return _produce_response(final)
 
@@ -327,7 +339,8 @@ class ReplicaManager:
             return self._answered(request, response)
         wait_s = min(request.max_wait_ms, self._limits.max_fetch_wait_ms) / 1000
         keys = [(t.topic, p.partition) for t in request.topics for p in t.partitions]
-        return self._long_poll(request, keys, self._watch(keys), time.monotonic() + wait_s)
+        waiters = self._follower_waiters if request.replica_id >= 0 else self._consumer_waiters
+        return self._long_poll(request, keys, waiters, _watch(waiters, keys), time.monotonic() + wait_s)
 
     def _answered(self, request: protocol.FetchRequest, response: protocol.FetchResponse) -> protocol.FetchResponse:
         """A fetch's final answer; a consumer's is counted in the stats (records and bytes out per topic)."""
@@ -335,48 +348,39 @@ class ReplicaManager:
             self._stats.fetched(request, response)
         return response
 
-    async def _long_poll(self, request: protocol.FetchRequest, keys: list[PartitionKey], woken: asyncio.Future,
+    async def _long_poll(self, request: protocol.FetchRequest, keys: list[PartitionKey],
+                         waiters: dict[PartitionKey, set[asyncio.Future]], woken: asyncio.Future,
                          deadline: float) -> protocol.FetchResponse:
-        """Wait on ``woken`` (already watching ``keys``), re-read when woken, until enough data or ``deadline``."""
+        """Wait on ``woken`` (already in ``waiters`` for ``keys``), re-read when woken, until enough data or
+        ``deadline``."""
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._forget_waiter(keys, woken)
-                break
             try:
-                await asyncio.wait_for(woken, remaining)
-            except asyncio.TimeoutError:
-                break
+                woke = await wait_at_most(woken, deadline - time.monotonic())
             finally:
-                self._forget_waiter(keys, woken)
+                _forget_waiter(waiters, keys, woken)
+            if not woke:
+                break
             response, size = self._read(request)
             if size >= request.min_bytes or _has_error(response):
                 return self._answered(request, response)
-            woken = self._watch(keys)
+            woken = _watch(waiters, keys)
         return self._answered(request, self._read(request)[0])
 
-    def _watch(self, keys: list[PartitionKey]) -> asyncio.Future:
-        """A future that the next append or high-watermark move on any of ``keys`` completes."""
-        woken = asyncio.get_running_loop().create_future()
-        for key in keys:
-            self._fetch_waiters[key].add(woken)
-        return woken
-
-    def _forget_waiter(self, keys: list[PartitionKey], woken: asyncio.Future) -> None:
-        for key in keys:
-            waiters = self._fetch_waiters.get(key)
-            if waiters is not None:
-                waiters.discard(woken)
-                if not waiters:
-                    del self._fetch_waiters[key]
-
     def _wake(self, keys) -> None:
+        """Wake every fetch parked on ``keys`` (a role change, a deleted topic, a replica gone offline)."""
+        self._wake_followers(keys)
+        self._wake_consumers(keys)
+
+    def _wake_followers(self, keys) -> None:
+        """New records on ``keys`` (or a role change): follower fetches, in a session or not, read them."""
         self.fetch_sessions.cache.touched(keys)
         self.touched.update(keys)
-        for key in keys:
-            for waiter in self._fetch_waiters.get(key, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+        _resolve(self._follower_waiters, keys)
+
+    def _wake_consumers(self, keys) -> None:
+        """Records on ``keys`` became visible to consumers (the high watermark moved), or a role changed."""
+        self.touched.update(keys)
+        _resolve(self._consumer_waiters, keys)
 
     def _read(self, request: protocol.FetchRequest) -> tuple[protocol.FetchResponse, int]:
         budget = max(min(request.max_bytes, self._limits.fetch_max_bytes), 1)
@@ -415,9 +419,14 @@ class ReplicaManager:
         )
 
     def high_watermark_moved(self, key: PartitionKey, partition: Partition) -> None:
-        """Release acks=all produces and consumer fetches waiting on this partition."""
+        """Release acks=all produces and consumer fetches waiting on this partition.
+
+        Followers' sessions only mark it for their next answer: a parked follower fetch waits for records,
+        and is not woken to re-read for the move alone (as Kafka's delayed follower fetch is not).
+        """
         self._complete_acks(key, partition)
-        self._wake((key,))
+        self.fetch_sessions.cache.touched((key,), wake=False)
+        self._wake_consumers((key,))
 
     # ---- list offsets and leader epochs -----------------------------------------
 
@@ -482,7 +491,8 @@ class ReplicaManager:
 
     def parked_fetches(self) -> int:
         """Long-poll fetches waiting for data now, each once however many partitions it waits on."""
-        return len(set().union(*self._fetch_waiters.values())) + self.fetch_sessions.parked
+        parked = set().union(*self._consumer_waiters.values(), *self._follower_waiters.values())
+        return len(parked) + self.fetch_sessions.parked
 
     def pending_acks(self) -> int:
         """acks=all appends waiting now for the in-sync replicas to confirm them."""
@@ -564,3 +574,28 @@ def _produce_response(results) -> protocol.ProduceResponse:
 
 def _has_error(response: protocol.FetchResponse) -> bool:
     return any(p.error_code for t in response.topics for p in t.partitions)
+
+
+def _watch(waiters: dict[PartitionKey, set[asyncio.Future]], keys: list[PartitionKey]) -> asyncio.Future:
+    """A future that the next wake of any of ``keys`` in ``waiters`` completes."""
+    woken = asyncio.get_running_loop().create_future()
+    for key in keys:
+        waiters[key].add(woken)
+    return woken
+
+
+def _forget_waiter(waiters: dict[PartitionKey, set[asyncio.Future]], keys: list[PartitionKey],
+                   woken: asyncio.Future) -> None:
+    for key in keys:
+        waiting = waiters.get(key)
+        if waiting is not None:
+            waiting.discard(woken)
+            if not waiting:
+                del waiters[key]
+
+
+def _resolve(waiters: dict[PartitionKey, set[asyncio.Future]], keys) -> None:
+    for key in keys:
+        for waiter in waiters.get(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)

@@ -28,6 +28,7 @@ from rill.client.errors import (
     RequestTimeoutError,
     error_for_code,
 )
+from rill.node.bounded_wait import wait_at_most
 from rill.node.network.connection_monitor import ConnectionMonitor
 from rill.node.network.loop_socket import LoopSocket
 
@@ -109,11 +110,11 @@ class BrokerClient:
         future = asyncio.get_running_loop().create_future()
         self._waiting[correlation_id] = (api, future)
         try:
-            return await asyncio.wait_for(future, timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            raise RequestTimeoutError(f"{api.name} to broker {node_id} timed out") from None
+            if not await wait_at_most(future, timeout_ms / 1000):
+                raise RequestTimeoutError(f"{api.name} to broker {node_id} timed out")
         finally:
             self._waiting.pop(correlation_id, None)
+        return future.result()
 
     def _renew_if_abandoned(self, node_id: int) -> None:
         """Replace the socket of a peer that has been unreachable for ABANDONED_AFTER_S although nothing

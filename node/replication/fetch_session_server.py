@@ -20,13 +20,13 @@ from typing import Awaitable, Callable, Mapping
 
 from rill.client import protocol
 from rill.client.errors import RillError
+from rill.node.bounded_wait import wait_at_most
 from rill.node.replication.fetch_session import (
     FetchSession,
     FetchSessionCache,
     FetchSessionIdNotFoundError,
     PartitionKey,
 )
-from rill.node.replication.bounded_wait import wait_at_most
 from rill.node.replication.partition import Partition
 
 ReadPartition = Callable[[str, str, protocol.PartitionFetch, int, int], protocol.PartitionFetchResponse]

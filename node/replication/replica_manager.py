@@ -40,13 +40,13 @@ from rill.client.errors import (
     ThrottlingQuotaExceededError,
     UnknownTopicError,
 )
+from rill.node.bounded_wait import timed_out, wait_at_most
 from rill.node.broker_stats import BrokerStats
 from rill.node.log.config import LogConfig
 from rill.node.log.log import Log
 from rill.node.log.manager import LogManager
 from rill.node.metadata.state import PartitionState, TopicState
 from rill.node.metadata.topic_config import topic_settings
-from rill.node.replication.bounded_wait import timed_out, wait_at_most
 from rill.node.replication.fetch_session import FetchSessionCache
 from rill.node.replication.fetch_session_server import SessionFetchServer
 from rill.node.replication.partition import Partition

@@ -14,9 +14,9 @@ import asyncio
 
 from rill.client import protocol
 from rill.client.batch import encode_batch
+from rill.node.bounded_wait import TIMED_OUT, timed_out, wait_at_most
 from rill.node.log.manager import LogManager
 from rill.node.metadata.state import PartitionState, TopicState
-from rill.node.replication.bounded_wait import TIMED_OUT, timed_out, wait_at_most
 from rill.node.replication.fetch_session import FetchSession
 from rill.node.replication.replica_manager import ReplicaLimits, ReplicaManager
 

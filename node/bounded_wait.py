@@ -1,7 +1,8 @@
 """Waiting on one of our own futures for at most a while, at the cost of one timer.
 
-Long polls (consumer and follower fetches) and acks=all produces wait for a
-future the broker completes, or for their deadline. ``asyncio.wait_for``
+Long polls (consumer and follower fetches), acks=all produces and requests
+to other brokers (a follower's fetches) wait for a future the broker
+completes, or for their deadline. ``asyncio.wait_for``
 and ``asyncio.wait`` wrap the future in a second one and done-callbacks,
 so the waiting coroutine resumes a loop turn after the future completes,
 and each wait allocates several objects: on a broker that parks one or

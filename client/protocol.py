@@ -309,6 +309,7 @@ class BrokerRegistrationRequest(Struct):
 class BrokerHeartbeatRequest(Struct):
     node_id: int
     incarnation: int
+    raft_code_version: int = 0  # the newest metadata command version the broker runs; older brokers send none
 
 
 class BrokerResult(Struct):
@@ -325,6 +326,45 @@ class AlterIsrRequest(Struct):
     leader_epoch: int
     partition_epoch: int
     isr: list[int]
+
+
+class AlterPartitionItem(Struct):
+    partition: int
+    leader_epoch: int
+    partition_epoch: int
+    isr: list[int]
+
+
+class AlterPartitionTopic(Struct):
+    topic: str
+    partitions: list[AlterPartitionItem]
+
+
+class AlterPartitionRequest(Struct):
+    """A leader asks the controller to change the ISRs of many partitions at once (Kafka's AlterPartition):
+    each is checked against its own epochs and fails alone."""
+
+    node_id: int
+    topics: list[AlterPartitionTopic]
+
+
+class AlterPartitionResult(Struct):
+    partition: int
+    error_code: int
+    error_message: str
+
+
+class AlterPartitionTopicResult(Struct):
+    topic: str
+    partitions: list[AlterPartitionResult]
+
+
+class AlterPartitionResponse(Struct):
+    """``error_code`` set: the whole request failed (``topics`` empty); else one result per partition asked."""
+
+    error_code: int
+    error_message: str
+    topics: list[AlterPartitionTopicResult]
 
 
 class ControlledShutdownRequest(Struct):
@@ -750,6 +790,8 @@ SCHEMA_APIS = (REGISTER_SCHEMA, GET_SCHEMA, LIST_SCHEMAS, CHECK_SCHEMA_COMPATIBI
 # Broker-only: a group coordinator asks partition leaders where their logs end and when a group's first
 # uncommitted record was written (consumer lag in seconds, node/coordinator/lag.py).
 OFFSET_TIMESTAMPS = Api(30, "offset_timestamps", OffsetTimestampsRequest, OffsetTimestampsResponse)
+# Broker-only: ALTER_ISR for many partitions in one request (a controller without it answers UnsupportedVersion).
+ALTER_PARTITION = Api(31, "alter_partition", AlterPartitionRequest, AlterPartitionResponse)
 
 APIS: dict[int, Api] = {
     api.key: api
@@ -757,7 +799,7 @@ APIS: dict[int, Api] = {
                 OFFSETS_FOR_LEADER_EPOCH, BROKER_REGISTRATION, BROKER_HEARTBEAT, ALTER_ISR, CONTROLLED_SHUTDOWN,
                 ELECT_LEADERS, NODE_STATUS, FIND_COORDINATOR, CONSUMER_GROUP_HEARTBEAT, OFFSET_COMMIT, OFFSET_FETCH,
                 LIST_GROUPS, DESCRIBE_GROUP, DELETE_GROUP, CREATE_INTERNAL_TOPIC, INIT_PRODUCER_ID, *SCHEMA_APIS,
-                OFFSET_TIMESTAMPS)
+                OFFSET_TIMESTAMPS, ALTER_PARTITION)
 }
 
 _encoder = msgspec.msgpack.Encoder()

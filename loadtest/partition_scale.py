@@ -12,6 +12,9 @@ measures:
   time, from /proc/<pid>/stat, so other load on the machine does not count);
 - ``restart_to_full_isr_s``: all three brokers stopped cleanly and started
   again; the time from the start until every partition's ISR has 3 members.
+  ``restart_after_clean_stop`` says whether every broker finished its
+  shutdown (flushed its logs and wrote its clean-shutdown marker) before the
+  launcher's deadline: if one was killed, its logs were recovered at start.
 
 Brokers are stopped by pid. Run alone::
 
@@ -144,9 +147,10 @@ def _wait_for_full_isr(layout: ClusterLayout, expected: int, timeout_s: float = 
         time.sleep(0.1)
 
 
-def _restart_to_full_isr(layout: ClusterLayout, expected: int) -> float:
-    """Stop all brokers cleanly, start them together; seconds from the start until every ISR is full."""
-    launcher.stop_nodes(layout, list(layout.node_ids))
+def _restart_to_full_isr(layout: ClusterLayout, expected: int) -> tuple[float, bool]:
+    """Stop all brokers cleanly, start them together; seconds from the start until every ISR is full, and
+    whether every broker stopped by itself (none killed at the launcher's deadline)."""
+    outcomes = launcher.stop_nodes(layout, list(layout.node_ids))
     deadline = time.monotonic() + PORTS_FREE_TIMEOUT_S
     while True:
         started = time.perf_counter()
@@ -158,7 +162,7 @@ def _restart_to_full_isr(layout: ClusterLayout, expected: int) -> float:
                 raise
             time.sleep(0.5)
     _wait_for_full_isr(layout, expected)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, all(outcome == "stopped" for outcome in outcomes.values())
 
 
 def _check_open_files(partitions: int) -> None:
@@ -186,7 +190,7 @@ def bench_one(folder: Path, idle: int, records: int, value_bytes: int = 100) -> 
         hot = _produce(layout.bootstrap, records, value_bytes)
         time.sleep(SETTLE_S)
         idle_cpu = _idle_cpu(layout)
-        restart = _restart_to_full_isr(layout, idle + 1)
+        restart, stopped_cleanly = _restart_to_full_isr(layout, idle + 1)
     return {
         "idle_partitions": idle,
         "create_s": round(create_s, 2),
@@ -194,6 +198,7 @@ def bench_one(folder: Path, idle: int, records: int, value_bytes: int = 100) -> 
         "hot_records_per_s": round(hot),
         "idle_cpu_per_s": round(idle_cpu, 3),
         "restart_to_full_isr_s": round(restart, 2),
+        "restart_after_clean_stop": stopped_cleanly,
     }
 
 

@@ -8,8 +8,8 @@ the logs (recovery happens here, on the disk executor: the loop keeps
 answering node status meanwhile), create local replicas for the topics it
 knows, then serve, register with the controller and heartbeat. SIGTERM and
 SIGINT stop it cleanly: leaderships move away first (controlled shutdown),
-then the socket closes, logs flush and write their clean-shutdown markers,
-and Raft stops. Every long-running task is supervised (supervisor.py): one
+then the socket closes, logs flush, the data dir gets its clean-shutdown
+marker, and Raft stops. Every long-running task is supervised (supervisor.py): one
 that dies logs CRITICAL and stops the node the same way, minus the
 controlled shutdown, and the process exits with FATAL_EXIT_CODE.
 """
@@ -49,6 +49,7 @@ from rill.node.log.producer_state import ProducerStateSettings
 from rill.node.metadata.controller import Controller
 from rill.node.metadata.lifecycle import BrokerLifecycle
 from rill.node.metadata.naming_policy import NamingPolicy
+from rill.node.metadata.raft_ticks import DeadlineSyncObj
 from rill.node.metadata.state import MetadataState, raft_conf
 from rill.node.metadata.topic_config import log_config
 from rill.node.network.broker_client import BrokerClient
@@ -94,6 +95,7 @@ class Node:
     def __init__(self, config: NodeConfig):
         self.config = config
         self._stopping = asyncio.Event()
+        self._raft_state_changed = asyncio.Event()  # set (from Raft's thread) when this node's Raft role changes
         self._raft: SyncObj | None = None
         self._raft_ids = {f"{n.host}:{n.raft_port}": n.node_id for n in config.nodes}
         self._registered_once = False
@@ -145,12 +147,13 @@ class Node:
             self.server = server  # /metrics reads its parked requests
             me = config.me
             partners = [f"{n.host}:{n.raft_port}" for n in config.nodes if n.node_id != config.node_id]
-            raft_settings = raft_conf(config.node_data_dir, secret.raft_password)
+            raft_settings = raft_conf(config.node_data_dir, secret.raft_password,
+                                      lambda: loop.call_soon_threadsafe(self._raft_state_changed.set))
             self.schemas = RegistryState()
             consumers = [self.state, self.schemas]
             if add_registry_to_raft_dump(Path(raft_settings.fullDumpFile), len(consumers)):
                 log.info("added the schema registry to the Raft snapshot written by an older version")
-            self._raft = SyncObj(f"{me.host}:{me.raft_port}", partners, raft_settings, consumers=consumers)
+            self._raft = DeadlineSyncObj(f"{me.host}:{me.raft_port}", partners, raft_settings, consumers=consumers)
             self.controller = Controller(self._raft, self.state, config.cluster_id, config.topic_defaults,
                                          config.session_timeout_ms, self.client.refused_since,
                                          config.auto_leader_rebalance,
@@ -256,6 +259,14 @@ class Node:
             return -1
         return node_id
 
+    async def _controller_tick(self) -> None:
+        """The controller's periodic duties; a broker that is not the Raft leader waits for a change of its Raft
+        role instead, so that only the controller wakes every CONTROLLER_TICK_MS."""
+        while not self.controller.active:
+            self._raft_state_changed.clear()
+            await self._raft_state_changed.wait()
+        await self.controller.tick()
+
     def _on_metadata_change(self, event: str) -> None:
         if event.startswith("topic:") and self._logs_open:
             name = event.removeprefix("topic:")
@@ -317,7 +328,7 @@ class Node:
         """Heartbeat and do the periodic duties until told to stop; then move leaderships away."""
         heartbeats = self.supervisor.start("heartbeats", self.lifecycle.run())
         duties = [self.supervisor.start(name, run_every(name, interval_ms, action)) for name, interval_ms, action in (
-            ("controller tick", CONTROLLER_TICK_MS, self.controller.tick),
+            ("controller tick", CONTROLLER_TICK_MS, self._controller_tick),
             ("ISR check", ISR_CHECK_MS, self.isr.check),
             ("group expiry", GROUP_EXPIRY_CHECK_MS, self.coordinator.expire_members),
             ("group lag", LAG_INTERVAL_MS, self.coordinator.measure_lag),

@@ -99,6 +99,7 @@ class GroupCoordinator:
         self._creating = False
         self._groups: dict[int, dict[str, ConsumerGroup]] = {}  # offsets partition -> its loaded groups
         self._loading: dict[int, asyncio.Task] = {}  # offsets partition -> the replay of its log
+        self._has_members = asyncio.Event()  # set when a heartbeat leaves a group with members
 
     # ---- leadership of the offsets partitions --------------------------------------------
 
@@ -163,8 +164,16 @@ class GroupCoordinator:
                 if group.members:
                     group.topics_changed(counts)
 
-    def expire_members(self) -> None:
-        """Drop members whose session timed out; their partitions go to the others."""
+    async def expire_members(self) -> None:
+        """Drop members whose session timed out; their partitions go to the others.
+
+        A periodic duty. While this broker coordinates no member it waits
+        until a heartbeat adds one, so a broker without consumers is not
+        woken by the session checks.
+        """
+        if not any(group.members for group in self.held_groups()):
+            self._has_members.clear()
+            await self._has_members.wait()
         now = time.monotonic()
         for groups in self._groups.values():
             for group in list(groups.values()):
@@ -244,6 +253,7 @@ class GroupCoordinator:
             return protocol.ConsumerGroupHeartbeatResponse(error.code, str(error), request.member_id, -1, 0, [])
         if group.members:
             groups[group.group_id] = group
+            self._has_members.set()
         else:
             self._forget_if_empty(group)
         return protocol.ConsumerGroupHeartbeatResponse(0, "", result.member_id, result.member_epoch,

@@ -27,7 +27,7 @@ from rill.node.log.cleaner import (
 )
 from rill.node.log.config import LogConfig
 from rill.node.log.disk_work import DiskWork
-from rill.node.log.files import fsync_directory, raises_storage_error, write_atomically
+from rill.node.log.files import fsync_directory, raises_storage_error
 from rill.node.log.loader import CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE, load_log
 from rill.node.log.producer_state import ProducerStateManager, ProducerStateSettings
 from rill.node.log.segment import INT32_MAX, LogSegment
@@ -73,8 +73,7 @@ class Log:
     On disk: segments ``<base offset, 20 digits>.log`` with their
     ``.index`` and ``.timeindex`` (see LogSegment); ``leader-epoch-checkpoint``
     (see LeaderEpochCache); ``recovery-point-offset-checkpoint``, the offset
-    below which everything is known to be fsynced; ``clean-shutdown``, a
-    marker present only while the log is closed cleanly; in a compacted log,
+    below which everything is known to be fsynced; in a compacted log,
     ``cleaner-offset-checkpoint`` (see :mod:`rill.node.log.cleaner`);
     ``<offset>.snapshot``, the idempotent producers' state below that offset,
     written at each roll and at close (see :mod:`rill.node.log.producer_state`).
@@ -89,7 +88,11 @@ class Log:
     before it is written and again when recovery reads it back; the append
     and read paths read batch headers only and never loop per record.
 
-    Opening recovers (see :func:`load_log`). Disk errors leave public
+    Opening recovers (see :func:`load_log`), unless the caller vouches
+    that the log was closed cleanly (``clean_shutdown``: the LogManager
+    keeps one clean-shutdown marker per data directory, as Kafka does); a
+    ``clean-shutdown`` marker an older version left in the log's own
+    directory counts too, and is removed at open. Disk errors leave public
     methods as StorageError; after one the broker takes the partition
     offline, as Kafka does with a failed log directory (a failed append
     leaves nothing behind: see LogSegment.append).
@@ -117,12 +120,11 @@ class Log:
 
     @raises_storage_error
     def __init__(self, directory: Path, config: LogConfig, *, clock_ms: Callable[[], int] = wall_clock_ms,
-                 producer_settings: ProducerStateSettings | None = None) -> None:
+                 producer_settings: ProducerStateSettings | None = None, clean_shutdown: bool = False) -> None:
         self.directory = directory
         self.config = config
         self._clock_ms = clock_ms
-        new = not directory.exists()
-        loaded = load_log(directory, config, clock_ms(), producer_settings)
+        loaded = load_log(directory, config, clock_ms(), producer_settings, clean_shutdown)
         self._segments = loaded.segments
         self._recovery_point = loaded.recovery_point
         self._leader_epoch_cache = loaded.leader_epoch_cache
@@ -131,10 +133,10 @@ class Log:
         self._unflushed_record_count = 0
         self._last_flush_ms = clock_ms()
         self._checkpoint_lock = threading.Lock()  # the loop's flushes and the executor's write one file
+        self._checkpointed = loaded.checkpointed_recovery_point  # the file's value, under the lock
         self._closed = False
-        if not new:  # a new, empty log needs nothing durable yet: creating one costs no fsync (it is on the loop)
-            (directory / CLEAN_SHUTDOWN_FILE).unlink(missing_ok=True)
-            fsync_directory(directory)
+        if loaded.legacy_marker:
+            _remove_legacy_marker(directory)
 
     # State
 
@@ -405,8 +407,12 @@ class Log:
         self._write_recovery_checkpoint(offset)
 
     def _write_recovery_checkpoint(self, offset: int) -> None:
+        """Store the recovery point; not again when the file holds it already (closing an idle log, or
+        flushing one whose end did not move, then costs no fsync)."""
         with self._checkpoint_lock:
-            write_offset_checkpoint(self.directory / RECOVERY_POINT_FILE, offset)
+            if offset != self._checkpointed:
+                write_offset_checkpoint(self.directory / RECOVERY_POINT_FILE, offset)
+                self._checkpointed = offset
 
     @raises_storage_error
     def delete_old_segments(self, now_ms: int) -> int:
@@ -640,7 +646,9 @@ class Log:
 
     @raises_storage_error
     def close(self) -> None:
-        """Flush, close every file, and leave the clean-shutdown marker so the next open skips the scan."""
+        """Flush, write the producers' snapshot and close every file: the log is then whole on disk, and
+        the next open may skip the scan if its opener says so (``clean_shutdown``; the LogManager writes
+        its data directory's marker once every log closed)."""
         if self._closed:
             return
         self._segments.active.seal()
@@ -648,13 +656,13 @@ class Log:
         self._producer_state.write_snapshot(self.log_end_offset)
         for segment in self._segments:
             segment.close()
-        write_atomically(self.directory / CLEAN_SHUTDOWN_FILE, b"")
         self._closed = True
 
     @raises_storage_error
     def close_files(self) -> None:
-        """Close every file, without a flush or the clean-shutdown marker: for a log taken offline after a
-        disk error (the next start recovers it) or whose directory is about to be deleted."""
+        """Close every file, without a flush: for a log taken offline after a disk error (the LogManager
+        then writes no clean-shutdown marker, so the next start recovers it) or whose directory is about to
+        be deleted."""
         for segment in self._segments:
             segment.close()
         self._closed = True
@@ -664,3 +672,11 @@ class Log:
             f"Log({self.directory.name}, log_start_offset={self.log_start_offset}, "
             f"log_end_offset={self.log_end_offset}, segments={self.segment_count})"
         )
+
+
+def _remove_legacy_marker(directory: Path) -> None:
+    """Remove the per-partition clean-shutdown marker an older version wrote at close, durably, before
+    anything is appended: left there, it would have a crash later taken for a clean shutdown. Only the
+    first start after an upgrade pays this fsync per log."""
+    (directory / CLEAN_SHUTDOWN_FILE).unlink()
+    fsync_directory(directory)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import re
@@ -24,6 +23,8 @@ from rill.node.log.cleaner import CompactionAborted
 from rill.node.log.config import LogConfig
 from rill.node.log.disk_work import DiskWork
 from rill.node.log.executor import LogExecutor
+from rill.node.log.files import fsync_directory, write_atomically
+from rill.node.log.loader import CLEAN_SHUTDOWN_FILE
 from rill.node.log.log import Log, wall_clock_ms
 from rill.node.log.producer_state import ProducerStateSettings
 from rill.node.structured_logging import log_event
@@ -39,6 +40,9 @@ EndOffsets = Callable[[str, int], int | None]
 StorageErrorListener = Callable[[str, int, StorageError], None]
 PartitionKey = tuple[str, int]
 Result = TypeVar("Result")
+LogToOpen = tuple[PartitionKey, Path, LogConfig]
+
+OPEN_BATCH = 64  # logs opened per disk-executor job at start: one loop round trip per batch, not per log
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +74,12 @@ class LogManager:
     describes; a deleted partition's directory is first renamed to
     ``<topic>-<partition>.<32 hex digits>-delete`` and removed by the next
     cleanup pass (or the next start). Nothing else in ``data_dir`` is
-    touched, and other directory names are ignored.
+    touched, and other directory names are ignored, but for
+    ``clean-shutdown``: the marker :meth:`close_all` writes once every log
+    closed cleanly (one per data directory, as Kafka's). At the next start
+    every log is opened as clean (no recovery scan), then the marker goes:
+    one unlink and one directory fsync, however many logs. Without it each
+    log recovers from its recovery checkpoint.
 
     Invariants: at most one open Log per (topic, partition), and its
     directory name is derived from them.
@@ -82,9 +91,9 @@ class LogManager:
     appends and reads stay on the loop (see Log for the halves).
 
     A StorageError in that work takes the partition offline: the log leaves
-    the manager (no more maintenance, no clean-shutdown marker, so the next
-    start recovers it) and ``on_storage_error(topic, partition, error)``
-    tells the broker, which stops serving the partition.
+    the manager (no more maintenance, and no clean-shutdown marker at close,
+    so the next start recovers every log) and ``on_storage_error(topic,
+    partition, error)`` tells the broker, which stops serving the partition.
 
     ``cleanable_end_offset(topic, partition)`` bounds what compaction of a
     partition may consider; the broker should give the high watermark, so
@@ -119,6 +128,11 @@ class LogManager:
         self._retired: list[tuple[Log, Path | None]] = []  # to close, and the renamed directory to remove
         self._compacting: dict[Log, threading.Event] = {}  # the stop of each running compaction
         self._uncleanable: set[PartitionKey] = set()
+        self._unrecovered: set[PartitionKey] = set()  # left closed at a start after a crash: never recovered
+        # The logs the flush and compaction passes look at (flush.ms set; cleanup.policy compact), noted as they
+        # open (a log's config is fixed for its life): an idle broker's passes do not touch every log.
+        self._flushed_by_time: dict[PartitionKey, Log] = {}
+        self._compacted: dict[PartitionKey, Log] = {}
         data_dir.mkdir(parents=True, exist_ok=True)
 
     def get(self, topic: str, partition: int) -> Log | None:
@@ -138,6 +152,8 @@ class LogManager:
             log = Log(directory, config or self.default_config, clock_ms=self._clock_ms,
                       producer_settings=self.producer_settings)
             self._logs[key] = log
+            self._unrecovered.discard(key)
+            self._note_passes(key, log)
         return log
 
     def _partition_directory(self, topic: str, partition: int) -> Path:
@@ -148,37 +164,74 @@ class LogManager:
     async def load_existing(self, configs_by_topic: TopicConfigs) -> list[PartitionKey]:
         """Open every partition directory in ``data_dir``; return the (topic, partition) pairs opened.
 
-        Each log is opened (and recovered) on the disk executor, one after
-        the other, so the event loop keeps running meanwhile; directories of
-        deleted partitions are removed. ``configs_by_topic`` maps a topic to
-        its LogConfig: a mapping, or a function; a topic missing from the
-        mapping, or for which the function returns None, gets the default
-        config. A topic for which the function raises InvalidConfigError (its
-        stored config cannot be applied) is left closed: opened with other
-        settings, recovery or retention could cut records that its own
-        settings keep.
+        The logs are opened (and recovered) on the disk executor in batches
+        of OPEN_BATCH, the executor's threads working on different batches at
+        once, so the event loop keeps running meanwhile; directories of
+        deleted partitions are removed. After a clean shutdown (the data
+        directory's marker) no log is scanned, and the marker is removed once
+        all are open. ``configs_by_topic`` maps a topic to its LogConfig: a
+        mapping, or a function; a topic missing from the mapping, or for
+        which the function returns None, gets the default config. A topic for
+        which the function raises InvalidConfigError (its stored config
+        cannot be applied) is left closed: opened with other settings,
+        recovery or retention could cut records that its own settings keep.
         """
         config_for = configs_by_topic if callable(configs_by_topic) else self._lookup_in(configs_by_topic)
-        opened = []
-        for directory in sorted(self.data_dir.iterdir()):
-            if DELETED_DIRECTORY.fullmatch(directory.name) and directory.is_dir():
+        clean = (self.data_dir / CLEAN_SHUTDOWN_FILE).exists()
+        to_open: list[LogToOpen] = []
+        for name in self._subdirectories():
+            directory = self.data_dir / name
+            if DELETED_DIRECTORY.fullmatch(name):
                 await self._executor.run(shutil.rmtree, directory)
                 continue
-            match = PARTITION_DIRECTORY.fullmatch(directory.name)
-            if match is None or not directory.is_dir():
+            match = PARTITION_DIRECTORY.fullmatch(name)
+            if match is None:
                 continue
-            topic, partition = match["topic"], int(match["partition"])
+            key = (match["topic"], int(match["partition"]))
             try:
-                config = config_for(topic)
+                config = config_for(key[0])
             except InvalidConfigError as error:
-                logger.error("leaving the log of %s-%d closed: %s", topic, partition, error)
+                logger.error("leaving the log of %s-%d closed: %s", *key, error)
+                if not clean:
+                    self._unrecovered.add(key)
                 continue
-            log = await self._executor.run(functools.partial(
-                Log, directory, config or self.default_config, clock_ms=self._clock_ms,
-                producer_settings=self.producer_settings))
-            self._logs[(topic, partition)] = log
-            opened.append((topic, partition))
-        return opened
+            to_open.append((key, directory, config or self.default_config))
+        batches = [to_open[first : first + OPEN_BATCH] for first in range(0, len(to_open), OPEN_BATCH)]
+        for batch in await asyncio.gather(*(self._executor.run(self._open_logs, batch, clean) for batch in batches)):
+            self._logs.update(batch)
+            for key, log in batch:
+                self._note_passes(key, log)
+        if clean:
+            await self._executor.run(self._remove_clean_shutdown_marker)
+        return [key for key, _, _ in to_open]
+
+    def _subdirectories(self) -> list[str]:
+        """The names of the folders in ``data_dir``, sorted (the file type from the listing: no stat each)."""
+        with os.scandir(self.data_dir) as entries:
+            return sorted(entry.name for entry in entries if entry.is_dir())
+
+    def _open_logs(self, batch: list[LogToOpen], clean: bool) -> list[tuple[PartitionKey, Log]]:
+        """Open a batch of logs (on an executor thread)."""
+        return [(key, Log(directory, config, clock_ms=self._clock_ms, producer_settings=self.producer_settings,
+                          clean_shutdown=clean)) for key, directory, config in batch]
+
+    def _note_passes(self, key: PartitionKey, log: Log) -> None:
+        """Note an opened log in the flush and compaction passes its config asks for."""
+        if log.config.flush_ms is not None:
+            self._flushed_by_time[key] = log
+        if log.config.compact:
+            self._compacted[key] = log
+
+    def _still_open(self, noted: dict[PartitionKey, Log]) -> list[tuple[PartitionKey, Log]]:
+        """The logs of ``noted`` still open here; the others (deleted, offline, closed) leave it."""
+        for key in [key for key, log in noted.items() if self._logs.get(key) is not log]:
+            del noted[key]
+        return list(noted.items())
+
+    def _remove_clean_shutdown_marker(self) -> None:
+        """Durably, before any log changes: a crash from now on must not pass for a clean shutdown."""
+        (self.data_dir / CLEAN_SHUTDOWN_FILE).unlink()
+        fsync_directory(self.data_dir)
 
     def _lookup_in(self, configs: Mapping[str, LogConfig]) -> Callable[[str], LogConfig]:
         return lambda topic: configs.get(topic, self.default_config)
@@ -285,8 +338,8 @@ class LogManager:
     def _due_for_compaction(self, now_ms: int) -> list[tuple[float, PartitionKey]]:
         """(dirty ratio, key) of each compacted log whose ratio reached its min.cleanable.dirty.ratio."""
         due = []
-        for key, log in self._logs.items():
-            if log.config.compact and key not in self._uncleanable:
+        for key, log in self._still_open(self._compacted):
+            if key not in self._uncleanable:
                 ratio = log.dirty_ratio(now_ms, self.cleanable_end_offset(*key))
                 if ratio > 0 and ratio >= log.config.min_cleanable_dirty_ratio:
                     due.append((ratio, key))
@@ -302,7 +355,8 @@ class LogManager:
     async def flush_due(self, now_ms: int) -> int:
         """Flush every log whose flush.ms has passed, the fsyncs of different logs in parallel; return how
         many were flushed. A log busy with other maintenance (a compaction) waits for the next pass."""
-        due = [(key, log) for key, log in self._logs.items() if log.flush_due(now_ms) and not self._executor.busy(log)]
+        due = [(key, log) for key, log in self._still_open(self._flushed_by_time)
+               if log.flush_due(now_ms) and not self._executor.busy(log)]
         flushed = await asyncio.gather(*(self._maintain(key, log, self._flush, now_ms) for key, log in due))
         return sum(1 for done in flushed if done)
 
@@ -368,18 +422,31 @@ class LogManager:
             self._executor.forget(log)
 
     async def close_all(self) -> None:
-        """Close every log cleanly, so the next start skips recovery (offline logs without the marker: they
-        are recovered); then stop the executor."""
+        """Close every log cleanly, then write the data directory's clean-shutdown marker so the next start
+        skips recovery; then stop the executor. No marker if a log is offline, failed to close, or was left
+        unrecovered at start: the next start recovers every log from its recovery checkpoint."""
         for stop in self._compacting.values():
             stop.set()
+        all_clean = not self._offline and not self._unrecovered
         while self._logs:
             key, log = self._logs.popitem()
             async with self._executor.exclusive(log):
                 try:
                     log.close()
                 except StorageError as error:
+                    all_clean = False
                     log_event(logger, logging.ERROR, "storage_error", f"{key[0]}-{key[1]}: closing the log failed; "
                               f"the next start recovers it: {error}", topic=key[0], partition=key[1],
                               error=str(error), action="close")
         await self._close_retired()
+        if all_clean:
+            await self._executor.run(self._write_clean_shutdown_marker)
         self._executor.shutdown()
+
+    def _write_clean_shutdown_marker(self) -> None:
+        try:
+            write_atomically(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")
+        except OSError as error:
+            log_event(logger, logging.ERROR, "storage_error", f"could not write the clean-shutdown marker; the "
+                      f"next start recovers every log: {error}", path=str(self.data_dir), error=str(error),
+                      action="clean_shutdown_marker")

@@ -37,7 +37,9 @@ from rill.node.metadata.naming_policy import NamingPolicy
 from rill.node.metadata.producer_ids import ProducerIdBlocks
 from rill.node.metadata.state import (
     BrokerRegistration,
+    IsrChange,
     MetadataState,
+    RAFT_CODE_VERSION,
     PartitionState,
     TopicState,
     partitions_led_by,
@@ -87,6 +89,18 @@ class Controller:
     refuses connections) at once and brokers silent for ``session_timeout_ms``
     (liveness.py), moves leadership back to preferred replicas, and serves the
     brokers' and clients' metadata requests. Runs on the asyncio loop.
+
+    A leader's ISR changes of many partitions (AlterPartition) commit as one
+    Raft command, ``alter_isrs``, once this node's Raft runs code version
+    RAFT_CODE_VERSION. The controller switches the cluster to it (pysyncobj's
+    setCodeVersion, itself a replicated command) when it finds a lower
+    version, and again when the batched command turns out unknown
+    locally (a node that loaded a Raft snapshot forgets the newer commands
+    until the next switch: pysyncobj resets them); but only once every
+    registered broker's heartbeats report that it runs that version: a broker
+    of an older version could not apply the switch and would stop applying
+    metadata, so a rolling upgrade switches when its last broker is up. Until then each change is
+    its own ``alter_isr`` command.
     """
 
     def __init__(self, raft: SyncObj, state: MetadataState, cluster_id: str, topic_defaults: dict[str, str],
@@ -106,6 +120,8 @@ class Controller:
         self._electing = False
         self._settled: tuple[dict, dict] | None = None  # (topics, brokers) in which no preferred leader waited
         self._creating = asyncio.Lock()
+        self._switching_version = False
+        self._code_versions: dict[int, int] = {}  # node id -> the Raft code version its heartbeats report
         self._producer_ids = ProducerIdBlocks(lambda: self._submit(self._state.allocate_producer_id_block))
 
     @property
@@ -159,6 +175,7 @@ class Controller:
         if broker is None or broker.incarnation != request.incarnation or broker.fenced:
             raise StaleBrokerEpochError(f"broker {request.node_id} must register again")
         self._liveness.heard_from(request.node_id, time.monotonic())
+        self._code_versions[request.node_id] = request.raft_code_version
 
     async def controlled_shutdown(self, request: protocol.ControlledShutdownRequest) -> int:
         """Fence a broker that is stopping, so its leaderships move first; returns what it still leads."""
@@ -177,6 +194,46 @@ class Controller:
         await self._submit_checked(self._state.alter_isr, request.topic, request.partition, request.node_id,
                                    request.leader_epoch, request.partition_epoch, tuple(request.isr))
 
+    async def alter_partition(self, request: protocol.AlterPartitionRequest) -> protocol.AlterPartitionResponse:
+        """Many ISR changes of one leader: one Raft command (or, before the cluster runs the code version that
+        has it, one per change, submitted together); each partition's own error code."""
+        changes = [(topic.topic, item.partition, item.leader_epoch, item.partition_epoch, tuple(item.isr))
+                   for topic in request.topics for item in topic.partitions]
+        try:
+            codes = await self._submit(self._state.alter_isrs, request.node_id, tuple(changes))
+        except KeyError:  # pysyncobj: the command is not enabled at this node's code version
+            self._switch_code_version()
+            codes = await asyncio.gather(*(self._alter_one(request.node_id, change) for change in changes))
+        results = iter(codes)
+        return protocol.AlterPartitionResponse(0, "", [
+            protocol.AlterPartitionTopicResult(topic.topic, [_partition_result(item.partition, next(results))
+                                                             for item in topic.partitions])
+            for topic in request.topics])
+
+    async def _alter_one(self, leader: int, change: IsrChange) -> int:
+        name, partition, leader_epoch, partition_epoch, isr = change
+        try:
+            return await self._submit(self._state.alter_isr, name, partition, leader, leader_epoch, partition_epoch,
+                                      isr)
+        except RillError as error:
+            return error.code
+
+    def _switch_code_version(self) -> None:
+        """Switch the cluster's Raft code version (see the class docstring), unless a switch is under way or a
+        registered broker has not reported that it runs the version."""
+        if not self._switching_version and all(self._code_versions.get(node_id, 0) >= RAFT_CODE_VERSION
+                                               for node_id in self._state.brokers):
+            self._switching_version = True
+            asyncio.ensure_future(self._switch_to_batched_isr())
+
+    async def _switch_to_batched_isr(self) -> None:
+        try:
+            await self._submit(self._raft.setCodeVersion, RAFT_CODE_VERSION)
+        except RillError as error:
+            log.warning("switching Raft to code version %d failed: %s", RAFT_CODE_VERSION, error)
+        finally:
+            self._switching_version = False
+
     async def elect_preferred_leaders(self) -> int:
         return await self._submit(self._state.elect_preferred_leaders)
 
@@ -189,6 +246,8 @@ class Controller:
         if self._raft.raftCurrentTerm != self._term:  # elected, even if it lost and won again between ticks
             self._term = self._raft.raftCurrentTerm
             self._liveness.take_over(brokers, now)
+        if self._raft.getCodeVersion() < RAFT_CODE_VERSION:
+            self._switch_code_version()
         live = [node_id for node_id, broker in brokers.items() if not broker.fenced and node_id not in self._fencing]
         for node_id, reason in self._liveness.to_fence(live, now).items():
             asyncio.ensure_future(self._fence(node_id, brokers[node_id].incarnation, reason))
@@ -316,6 +375,10 @@ def _log_isr_removals(before: dict[str, TopicState], after: dict[str, TopicState
                           f"{list(state.isr)}, without broker {node_id} ({cause})", topic=name, partition=index,
                           old_isr=list(was.isr), new_isr=list(state.isr), leader=state.leader,
                           leader_epoch=state.leader_epoch, source=cause, broker_id=node_id)
+
+
+def _partition_result(partition: int, code: int) -> protocol.AlterPartitionResult:
+    return protocol.AlterPartitionResult(partition, code, str(error_for_code(code)) if code else "")
 
 
 def _resolve(future: asyncio.Future, result: Any, error: int) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 from rill.client import protocol
 from rill.client.errors import ClusterAuthorizationError, RillError, StaleBrokerEpochError, error_for_code
 from rill.node.config import NodeConfig
-from rill.node.metadata.state import MetadataState
+from rill.node.metadata.state import RAFT_CODE_VERSION, MetadataState
 from rill.node.network.broker_client import BrokerClient
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class BrokerLifecycle:
         if not self.registered:
             await self._register(controller)
             return
-        request = protocol.BrokerHeartbeatRequest(self._config.node_id, self.incarnation)
+        request = protocol.BrokerHeartbeatRequest(self._config.node_id, self.incarnation, RAFT_CODE_VERSION)
         try:
             # A heartbeat waits no longer than one interval: when the controller hangs, the next beat
             # goes to whichever node Raft elects instead, which gives every broker a full session.

@@ -40,6 +40,13 @@ from rill.client.errors import (
 )
 
 PRODUCER_ID_BLOCK_SIZE = 1000  # producer ids a controller takes at once (Kafka's block size)
+# The newest command version of MetadataState (``@replicated(ver=...)``): pysyncobj numbers commands by
+# (version, consumer, name), so a newer command gets an id after every older one and old journals replay.
+# Brokers report it in their heartbeats; the controller switches the cluster to it once all of them run it.
+RAFT_CODE_VERSION = 1
+# One ISR change in MetadataState.alter_isrs: topic, partition, leader epoch, partition epoch, ISR. Plain tuples:
+# the Raft journal pickles them, and a tuple unpickles whatever becomes of this module.
+IsrChange = tuple[str, int, int, int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -72,24 +79,31 @@ class TopicState:
         return self.config.get("unclean.leader.election.enable", "false") == "true"
 
 
-def raft_conf(data_dir: Path, password: str) -> SyncObjConf:
-    """pysyncobj settings: persisted journal and dump, batching off, fast ticks and elections, a password.
+def raft_conf(data_dir: Path, password: str, on_state_changed: Callable[[], None] | None = None) -> SyncObjConf:
+    """pysyncobj settings: persisted journal and dump, batching off, heartbeats and elections, a password.
 
-    autoTickPeriod 5 ms bounds how long a committed command waits to be
-    applied (the 50 ms default made each metadata change take 50 ms); the
-    election timeouts (0.2-0.4 s) and leaderFallbackTimeout (0.5 s, not the
-    default 30 s) keep a controller failover well under a second. They are
-    shorter than the stalls a broker rides out (2 s): a stopped controller is
-    replaced, and a broker that resumes from a stall longer than the election
-    timeout usually calls an election itself and wins it (pysyncobj has no
-    pre-vote). Either way no partition moves, since a new controller gives
-    every broker a full session timeout (liveness.py).
+    With batching off a submitted command wakes the Raft thread and is sent at
+    once, so commands never wait for a tick (raft_ticks.py: the thread sleeps
+    until its next heartbeat or election deadline, at most autoTickPeriod).
+    The leader heartbeats every 50 ms, four times within the shortest
+    election timeout (0.2-0.4 s); each heartbeat wakes every broker, so they
+    are what an idle cluster's Raft costs. The election timeouts and
+    leaderFallbackTimeout (0.5 s, not the default 30 s) keep a controller
+    failover well under a second. They are shorter than the stalls a broker
+    rides out (2 s): a stopped controller is replaced, and a broker that
+    resumes from a stall longer than the election timeout usually calls an
+    election itself and wins it (pysyncobj has no pre-vote). Either way no
+    partition moves, since a new controller gives every broker a full session
+    timeout (liveness.py).
 
     ``password`` (from the cluster secret) makes pysyncobj encrypt and
     authenticate every message (Fernet: AES-CBC and HMAC-SHA256): it checks
     a frame's HMAC before it unpickles anything, and drops the connection
     of a peer whose frame fails the check. Without one, it unpickles
     whatever reaches the Raft port, which runs the sender's code.
+
+    ``on_state_changed`` is called on pysyncobj's thread whenever this node
+    becomes leader, follower or candidate.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     return SyncObjConf(
@@ -97,15 +111,16 @@ def raft_conf(data_dir: Path, password: str) -> SyncObjConf:
         journalFile=str(data_dir / "raft.journal"),
         fullDumpFile=str(data_dir / "raft.dump"),
         appendEntriesUseBatch=False,
-        appendEntriesPeriod=0.02,
+        appendEntriesPeriod=0.05,
         raftMinTimeout=0.2,
         raftMaxTimeout=0.4,
         leaderFallbackTimeout=0.5,
         connectionTimeout=1.0,
         connectionRetryTime=0.5,
-        autoTickPeriod=0.005,
+        autoTickPeriod=0.1,
         commandsWaitLeader=True,
         dynamicMembershipChange=False,
+        onStateChanged=None if on_state_changed is None else lambda old, new: on_state_changed(),
     )
 
 
@@ -236,20 +251,37 @@ class MetadataState(SyncObjConsumer):
         ISR, which must not be empty, is elected at once.
         """
         topic = self.topics.get(name)
-        if topic is None or not 0 <= partition < len(topic.partitions):
-            return UnknownTopicError.code
-        state = topic.partitions[partition]
-        if (state.leader, state.leader_epoch, state.partition_epoch) != (leader, leader_epoch, partition_epoch):
-            return FencedLeaderEpochError.code
+        state = _partition_of(topic, partition)
+        code, changed = isr_change(state, leader, leader_epoch, partition_epoch, isr, self.live_brokers())
+        if changed is not None:
+            self._set_partition(topic, partition, changed)
+        return code
+
+    @replicated(ver=RAFT_CODE_VERSION)
+    def alter_isrs(self, leader: int, changes: tuple[IsrChange, ...]) -> list[int]:
+        """Many ISR changes of one leader in one command, each applied as :meth:`alter_isr` would (in order,
+        each on the state the earlier ones left); one error code per change. Each changed topic is replaced,
+        and announced, once. Code version 1: the controller uses it once the cluster runs that version."""
         live = self.live_brokers()
-        if not isr or not set(isr) <= set(state.replicas) or not set(isr) - {leader} <= live:
-            return InvalidRequestError.code
-        ordered = tuple(replica for replica in state.replicas if replica in isr)
-        changed = replace(state, isr=ordered, partition_epoch=partition_epoch + 1)
-        if leader not in isr:
-            changed = elect(changed, live - {leader}, unclean=False)
-        self._set_partition(topic, partition, changed)
-        return 0
+        changed_topics: dict[str, list[PartitionState]] = {}
+        codes = []
+        for name, partition, leader_epoch, partition_epoch, isr in changes:
+            states = changed_topics.get(name)
+            if states is None:
+                topic = self.topics.get(name)
+                states = None if topic is None else list(topic.partitions)
+            state = states[partition] if states is not None and 0 <= partition < len(states) else None
+            code, changed = isr_change(state, leader, leader_epoch, partition_epoch, isr, live)
+            if changed is not None:
+                states[partition] = changed
+                changed_topics[name] = states
+            codes.append(code)
+        if changed_topics:
+            self.topics = {**self.topics, **{name: replace(self.topics[name], partitions=tuple(states))
+                                             for name, states in changed_topics.items()}}
+            for name in changed_topics:
+                self._on_change(f"topic:{name}")
+        return codes
 
     def _set_partition(self, topic: TopicState, partition: int, state: PartitionState) -> None:
         partitions = list(topic.partitions)
@@ -312,6 +344,30 @@ class MetadataState(SyncObjConsumer):
         first = self.next_producer_id
         self.next_producer_id = first + PRODUCER_ID_BLOCK_SIZE
         return first
+
+
+def _partition_of(topic: TopicState | None, partition: int) -> PartitionState | None:
+    if topic is None or not 0 <= partition < len(topic.partitions):
+        return None
+    return topic.partitions[partition]
+
+
+def isr_change(state: PartitionState | None, leader: int, leader_epoch: int, partition_epoch: int,
+               isr: tuple[int, ...], live: set[int]) -> tuple[int, PartitionState | None]:
+    """(0, the changed state) for a leader's valid ISR change of ``state`` (None: no such partition), else
+    (the error code, None): UnknownTopic, FencedLeaderEpoch (another leader or epoch: a stale proposal),
+    InvalidRequest (an empty ISR, a replica that is not one, or a fenced broker joining)."""
+    if state is None:
+        return UnknownTopicError.code, None
+    if (state.leader, state.leader_epoch, state.partition_epoch) != (leader, leader_epoch, partition_epoch):
+        return FencedLeaderEpochError.code, None
+    if not isr or not set(isr) <= set(state.replicas) or not set(isr) - {leader} <= live:
+        return InvalidRequestError.code, None
+    ordered = tuple(replica for replica in state.replicas if replica in isr)
+    changed = replace(state, isr=ordered, partition_epoch=partition_epoch + 1)
+    if leader not in isr:
+        changed = elect(changed, live - {leader}, unclean=False)
+    return 0, changed
 
 
 def partitions_led_by(topics: Iterable[TopicState], node_id: int) -> int:

@@ -41,7 +41,8 @@ CLIENT_APIS = {api.key for api in (protocol.METADATA, protocol.CREATE_TOPIC, pro
                                    protocol.INIT_PRODUCER_ID, *protocol.SCHEMA_APIS)}
 BROKER_APIS = {api.key for api in (protocol.OFFSETS_FOR_LEADER_EPOCH, protocol.BROKER_REGISTRATION,
                                    protocol.BROKER_HEARTBEAT, protocol.ALTER_ISR, protocol.CONTROLLED_SHUTDOWN,
-                                   protocol.CREATE_INTERNAL_TOPIC, protocol.OFFSET_TIMESTAMPS)}
+                                   protocol.CREATE_INTERNAL_TOPIC, protocol.OFFSET_TIMESTAMPS,
+                                   protocol.ALTER_PARTITION)}
 
 
 class RequestHandler:
@@ -74,6 +75,7 @@ class RequestHandler:
             protocol.BROKER_REGISTRATION.key: self.broker_registration,
             protocol.BROKER_HEARTBEAT.key: self.broker_heartbeat,
             protocol.ALTER_ISR.key: self.alter_isr,
+            protocol.ALTER_PARTITION.key: self.alter_partition,
             protocol.CONTROLLED_SHUTDOWN.key: self.controlled_shutdown,
             protocol.ELECT_LEADERS.key: self.elect_leaders,
             protocol.NODE_STATUS.key: lambda request: status(),
@@ -174,6 +176,12 @@ class RequestHandler:
         except RillError as error:
             return protocol.BrokerResult(error.code, str(error))
         return protocol.BrokerResult(0, "")
+
+    async def alter_partition(self, request: protocol.AlterPartitionRequest) -> protocol.AlterPartitionResponse:
+        try:
+            return await self._controller.alter_partition(request)
+        except RillError as error:
+            return protocol.AlterPartitionResponse(error.code, str(error), [])
 
     async def controlled_shutdown(self, request: protocol.ControlledShutdownRequest
                                   ) -> protocol.ControlledShutdownResponse:

@@ -31,9 +31,10 @@ def log_directory(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_log(log_directory: Path, clock: FakeClock):
-    """open_log(**config) opens (or reopens) the partition log in log_directory with the fake clock."""
+    """open_log(**config) opens (or reopens) the partition log in log_directory with the fake clock;
+    ``clean_shutdown=True`` opens it as the LogManager does after a clean shutdown."""
 
-    def open_with(**config) -> Log:
-        return Log(log_directory, LogConfig(**config), clock_ms=clock)
+    def open_with(clean_shutdown: bool = False, **config) -> Log:
+        return Log(log_directory, LogConfig(**config), clock_ms=clock, clean_shutdown=clean_shutdown)
 
     return open_with

@@ -57,14 +57,13 @@ def test_a_new_directory_opens_empty(open_log, log_directory):
     assert (log_directory / FIRST_LOG).exists()
 
 
-def test_close_leaves_the_marker_and_open_removes_it(open_log, log_directory):
+def test_close_flushes_and_writes_no_marker_of_its_own(open_log, log_directory):
     log = open_log()
     fill(log, 3)
     log.close()
-    assert (log_directory / "clean-shutdown").exists()
+    assert not (log_directory / "clean-shutdown").exists()  # the LogManager keeps one per data directory
     assert (log_directory / "recovery-point-offset-checkpoint").read_text().strip() == "6"
-    reopened = open_log()
-    assert not (log_directory / "clean-shutdown").exists()
+    reopened = open_log(clean_shutdown=True)
     assert (reopened.log_end_offset, reopened.recovery_point) == (6, 6)
     assert len(read_all(reopened)) == 6
 
@@ -74,8 +73,21 @@ def test_clean_shutdown_skips_the_scan(open_log, log_directory):
     positions = fill(log, 3)
     log.close()
     flip_byte(log_directory / FIRST_LOG, positions[1] + HEADER_SIZE + 2)
-    trusted = open_log()
+    trusted = open_log(clean_shutdown=True)
     assert trusted.log_end_offset == 6  # the flipped payload byte went unnoticed: no scan
+
+
+def test_an_older_versions_marker_in_the_log_directory_counts_once(open_log, log_directory):
+    log = open_log()
+    positions = fill(log, 3)
+    log.close()
+    (log_directory / "clean-shutdown").write_bytes(b"")  # what an older version left at close
+    flip_byte(log_directory / FIRST_LOG, positions[1] + HEADER_SIZE + 2)
+    trusted = open_log()
+    assert trusted.log_end_offset == 6, "trusted as a clean shutdown: no scan"
+    assert not (log_directory / "clean-shutdown").exists(), "removed at open: a later crash is recovered"
+    trusted.close_files()  # a crash
+    assert open_log().log_end_offset == 2, "recovered: the flipped byte is found"
 
 
 def test_crash_without_close_scans_from_the_recovery_point(open_log, log_directory):
@@ -156,7 +168,7 @@ def test_torn_tail_after_a_clean_shutdown_is_still_cut(open_log, log_directory):
     positions = fill(log, 10)
     log.close()
     os.truncate(log_directory / FIRST_LOG, positions[9] + 30)
-    reopened = open_log(index_interval_bytes=100)
+    reopened = open_log(clean_shutdown=True, index_interval_bytes=100)
     assert reopened.log_end_offset == 18
     assert reopened.size_bytes == positions[9]
 

@@ -251,6 +251,9 @@ BROKER_ONLY_REQUESTS: dict[str, Callable[[ClusterProcesses, protocol.PartitionMe
                                                 protocol.ControlledShutdownRequest(p.leader, 1))],
     "alter isr": lambda cluster, p: [(protocol.ALTER_ISR, protocol.AlterIsrRequest(
         p.leader, "broker-only", 0, p.leader_epoch, epoch, [p.leader])) for epoch in range(10)],
+    "alter partition": lambda cluster, p: [(protocol.ALTER_PARTITION, protocol.AlterPartitionRequest(
+        p.leader, [protocol.AlterPartitionTopic("broker-only", [protocol.AlterPartitionItem(
+            0, p.leader_epoch, epoch, [p.leader]) for epoch in range(10)])]))],
     "offsets for leader epoch": lambda cluster, p: [(protocol.OFFSETS_FOR_LEADER_EPOCH,
                                                      protocol.OffsetsForLeaderEpochRequest([protocol.TopicEpochRequest(
                                                          "broker-only", [protocol.PartitionEpochRequest(0, 0)])]))],

@@ -2,8 +2,9 @@
 
 ``send`` appends a record's columns to the open batch of its partition (a
 few list appends, no encoding); ``send_many`` appends a slice of its
-columns per batch (``append_many``: list slicing, no step per record); a
-batch closes when it reaches ``batch_size`` or when the sender drains it
+columns per batch (``append_many``: list slicing, no step per record; a
+slice of values only that fills a new batch is joined into its payload at
+once); a batch closes when it reaches ``batch_size`` or when the sender drains it
 after ``linger_ms``. Memory is
 bounded by ``buffer_memory``: ``append`` blocks up to ``max_block_ms`` while
 the sender catches up; a batch's bytes count until it is acknowledged, or,
@@ -18,6 +19,7 @@ import itertools
 import logging
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Container, Mapping
 
@@ -146,6 +148,7 @@ class ProducerBatch:
         "keys",
         "last_error",
         "partition",
+        "payload",
         "producer_epoch",
         "producer_id",
         "result",
@@ -171,6 +174,7 @@ class ProducerBatch:
         self.deadline = now + delivery_timeout_s
         self.result = BatchResult()
         self.encoded: bytes | None = None
+        self.payload: bytes | None = None  # built at append: a send_many's batch of values only (see append_many)
         self.attempts = 0
         self.in_flight = False
         self.retry_at = 0.0
@@ -193,7 +197,13 @@ class ProducerBatch:
 
     def encode(self, compression: int) -> bytes:
         """The batch's wire bytes, built once with bulk column calls and kept for retries."""
-        if self.encoded is None:
+        if self.encoded is None and self.payload is not None:
+            self.encoded = batch_format.encode_batch_of_payload(
+                self.payload, len(self.timestamps), self.timestamps[0], self.timestamps[0], compression,
+                self.producer_id, self.producer_epoch, self.base_sequence,
+            )
+            self.payload = None
+        elif self.encoded is None:
             self.encoded = batch_format.encode_batch(
                 self.values, self.keys if self.has_keys else None, self.timestamps, self.headers, compression,
                 self.producer_id, self.producer_epoch, self.base_sequence,
@@ -257,7 +267,8 @@ class RecordAccumulator:
 
     def append_many(self, topic: str, partition: int, timestamp: int, keys: list | None, values: list,
                     headers: Mapping[str, bytes] | list | None, sizes: list[int], start: int, stop: int,
-                    add_slice: Callable[[ProducerBatch, int, int, int], None], until_closed: bool = False) -> int:
+                    add_slice: Callable[[ProducerBatch, int, int, int], None], until_closed: bool = False,
+                    values_only: bool = False) -> int:
         """``append`` for a send_many's columns: records [start, stop) go to the partition's open batches a
         slice at a time, each slice as many records as fill the open batch to batch_size (closing it), with
         list slicing, not a call per record.
@@ -268,6 +279,10 @@ class RecordAccumulator:
         record; the lock is let go between slices. Returns the index after the last record appended: ``stop``,
         or with ``until_closed`` where the first batch closed (unkeyed records move on to the next sticky
         partition there).
+
+        ``values_only``: the records have a value each and no key or header, so ``sizes`` are the value
+        lengths. A slice that fills a new batch then builds its payload at once (batch.values_payload) and
+        keeps one timestamp column, not a list of records per column for the garbage collector to walk.
         """
         position = start
         guess = 0  # records the last slice took: where the next slice's search starts
@@ -283,21 +298,11 @@ class RecordAccumulator:
                 end, added = self._slice_end(batch, sizes, position, stop, guess)
                 count = guess = end - position
                 index = len(batch.values)
-                batch.values += values[position:end]
-                batch.timestamps += [timestamp] * count
-                if keys is None:
-                    batch.keys += [None] * count
+                if values_only and not index and batch.size_bytes + added >= self._batch_size:
+                    batch.payload = batch_format.values_payload(values[position:end], sizes[position:end])
+                    batch.timestamps = array("q", [timestamp]) * count
                 else:
-                    part = keys[position:end]
-                    batch.keys += part
-                    if part.count(None) != count:
-                        batch.has_keys = True
-                if headers is not None:
-                    if batch.headers is None:
-                        batch.headers = [None] * index
-                    batch.headers += headers[position:end] if isinstance(headers, list) else [headers] * count
-                elif batch.headers is not None:
-                    batch.headers += [None] * count
+                    self._append_columns(batch, index, timestamp, keys, values, headers, position, end)
                 batch.size_bytes += added
                 self._buffered_bytes += added
                 add_slice(batch, index, position, count)
@@ -308,6 +313,27 @@ class RecordAccumulator:
                     if until_closed:
                         break
         return position
+
+    @staticmethod
+    def _append_columns(batch: ProducerBatch, index: int, timestamp: int, keys: list | None, values: list,
+                        headers: Mapping[str, bytes] | list | None, position: int, end: int) -> None:
+        """Records [position, end) onto the batch's column lists (at ``index``)."""
+        count = end - position
+        batch.values += values[position:end]
+        batch.timestamps += [timestamp] * count
+        if keys is None:
+            batch.keys += [None] * count
+        else:
+            part = keys[position:end]
+            batch.keys += part
+            if part.count(None) != count:
+                batch.has_keys = True
+        if headers is not None:
+            if batch.headers is None:
+                batch.headers = [None] * index
+            batch.headers += headers[position:end] if isinstance(headers, list) else [headers] * count
+        elif batch.headers is not None:
+            batch.headers += [None] * count
 
     def _slice_end(self, batch: ProducerBatch, sizes: list[int], start: int, stop: int, guess: int
                    ) -> tuple[int, int]:

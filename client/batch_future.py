@@ -178,20 +178,34 @@ class BatchFuture:
     def _build_metadata(self) -> BatchMetadata:
         partitions = array("i", [-1]) * self._count
         offsets = array("q", [-1]) * self._count
-        for piece in self._slices:
-            batch, count = piece.batch, piece.count
-            base = batch.result.base_offset
-            first = base + piece.index if base >= 0 else -1
-            placed = counting(first, count) if base >= 0 else array("q", [-1]) * count
-            positions = piece.positions
+        for positions, partition, first, count in self._runs():
+            placed = counting(first, count) if first >= 0 else array("q", [-1]) * count
             if isinstance(positions, range):
-                partitions[positions.start:positions.stop] = array("i", [batch.partition]) * count
+                partitions[positions.start:positions.stop] = array("i", [partition]) * count
                 offsets[positions.start:positions.stop] = placed
             else:
                 for position, offset in zip(positions, placed):
-                    partitions[position] = batch.partition
+                    partitions[position] = partition
                     offsets[position] = offset
         return BatchMetadata(self._topic, partitions, offsets, self.timestamp)
+
+    def _runs(self) -> list[tuple[Sequence[int], int, int, int]]:
+        """(positions, partition, first offset or -1, count) of the slices, consecutive ones merged where both
+        input positions and offsets follow on (a call's batches, stored one after the other): one column
+        operation per run instead of per batch."""
+        runs: list[tuple[Sequence[int], int, int, int]] = []
+        for piece in self._slices:
+            base = piece.batch.result.base_offset
+            first = base + piece.index if base >= 0 else -1
+            partition, positions = piece.batch.partition, piece.positions
+            if runs and isinstance(positions, range) and first >= 0:
+                before, before_partition, before_first, before_count = runs[-1]
+                if isinstance(before, range) and before.stop == positions.start and before_partition == partition \
+                        and before_first >= 0 and before_first + before_count == first:
+                    runs[-1] = (range(before.start, positions.stop), partition, before_first, before_count + piece.count)
+                    continue
+            runs.append((positions, partition, first, piece.count))
+        return runs
 
 
 def _check_callable(callback: object) -> None:

@@ -40,6 +40,7 @@ class BulkRecords(NamedTuple):
     headers: dict | list | None
     sizes: list[int]
     largest: int  # bytes of the largest record (key, value and headers)
+    values_only: bool = False  # no keys, no headers, no None value: ``sizes`` are the value lengths
 
 
 def bulk_records(values: Any, keys: Any, headers: Any, serialize: Serialize | None) -> BulkRecords:
@@ -59,7 +60,7 @@ def bulk_records(values: Any, keys: Any, headers: Any, serialize: Serialize | No
         values, has_none = bytes_items("values", values)
         if keys is None and not header_sizes and not has_none:  # the fast path: two more passes, in C
             sizes = list(map(len, values))
-            return BulkRecords(values, None, headers, sizes, max(sizes, default=0))
+            return BulkRecords(values, None, headers, sizes, max(sizes, default=0), headers is None)
         if keys is not None:
             keys = bytes_items("keys", keys)[0]
     sizes = _sizes(values)

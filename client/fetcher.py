@@ -10,10 +10,11 @@ fetch_max_wait_ms) for new data, and hold up the fetch of that other
 partition, which has more to read, until it returned. They go out with it
 once its response is decoded.
 A response is decoded, a whole one at a time, with bulk column calls
-(client/batch.py) when ``collect`` needs records; then the next fetch goes
-out. ``collect_columns`` (``poll_batch``) decodes into RecordColumns
-(client/record_columns.py) instead, never an object per record; what one
-leaves decoded the other takes over.
+(client/batch.py) when ``collect`` needs records; the partition's next
+fetch goes out as its decoding starts, so the broker reads and sends
+while the client decodes. ``collect_columns`` (``poll_batch``) decodes
+into RecordColumns (client/record_columns.py) instead, never an object
+per record; what one leaves decoded the other takes over.
 
 A partition's buffer belongs to one position: after a seek (even to the
 offset it is at: the way to retry a record a deserializer failed on for a
@@ -225,7 +226,7 @@ class Fetcher:
         """Decode the oldest buffered response into ``buffer.records`` (its records at or after decoded_to),
         all of it at once, so that the next fetch can go out while the application works through them.
         At a bad batch the records before it are kept and the partition fails."""
-        data = buffer.responses.popleft()
+        data = self._take_response(tp, buffer)
         records: list[Record] = []
         try:
             for position, _ in self._batches_to_decode(data, buffer.decoded_to):
@@ -235,6 +236,20 @@ class Fetcher:
                 _fail_at_corrupt_batch(tp, buffer, error)
             return
         self._keep(tp, buffer, records)
+
+    def _take_response(self, tp: TopicPartition, buffer: PartitionBuffer) -> bytes:
+        """The oldest buffered response, to decode now. If the broker has more, the partition's next fetch goes
+        out first, so that the broker reads and sends it while this one is decoded (as Kafka's consumer
+        pipelines its fetches). A caught-up partition's fetch, a long poll, goes out after the decode as
+        before (one left waiting on the broker would hold up the fetch after a seek), and none while the
+        response's end is unknown (a bad batch: the partition fails at it). Only when its leader has no
+        fetch in flight: a collect that decodes many partitions' responses looks at the fetches once per
+        leader, not once per partition."""
+        data = buffer.responses.popleft()
+        if buffer.fetch_position > buffer.decoded_to and not buffer.caught_up \
+                and self._metadata.leader_address(tp.topic, tp.partition) not in self._fetching:
+            self.send_fetches()
+        return data
 
     def _batches_to_decode(self, data: bytes, decoded_to: int) -> Iterator[tuple[int, BatchHeader]]:
         """(position, header) of each batch of a fetched response holding records at or after ``decoded_to``,
@@ -297,7 +312,7 @@ class Fetcher:
 
     def _decode_next_response_columns(self, tp: TopicPartition, buffer: PartitionBuffer) -> None:
         """``_decode_next_response`` into columns: one RecordColumns for the whole response."""
-        data = buffer.responses.popleft()
+        data = self._take_response(tp, buffer)
         parts: list[RecordColumns] = []
         try:
             for position, header in self._batches_to_decode(data, buffer.decoded_to):

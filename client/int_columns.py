@@ -14,9 +14,10 @@ import sys
 from array import array
 
 INT64_MAX = (1 << 63) - 1
-_SIGN_BYTE = slice(7, None, 8) if sys.byteorder == "little" else slice(0, None, 8)  # of each 8-byte item
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _NON_NEGATIVE_SIGN_BYTES = bytes(range(128))
-_counting = array("q", range(4096))  # 0, 1, 2, ...: grown on demand, sliced by ``counting``
+_COUNTING_BLOCK = 4096
+_counting = array("q", range(_COUNTING_BLOCK))  # 0, 1, 2, ...: sliced by ``counting``
 
 
 def is_zero(column: array) -> bool:
@@ -27,23 +28,30 @@ def is_zero(column: array) -> bool:
 def shifted(column: array, amount: int) -> array:
     """A new ``array('q')`` of ``item + amount`` for each item of ``column`` (an ``array('q')``); a sum
     past 2**63-1 (never one of a valid batch's timestamps) wraps around."""
-    if not column or not 0 <= amount <= INT64_MAX or _has_negative(column):
+    if not column or not 0 <= amount <= INT64_MAX or has_negative(column):
         return array("q", map(amount.__add__, column))
     return _added(column, amount)
 
 
 def counting(start: int, count: int) -> array:
-    """``array('q', range(start, start + count))``, built from a kept 0, 1, 2, ... column."""
-    global _counting
-    if count > len(_counting):
-        _counting = array("q", range(max(count, 2 * len(_counting))))
+    """``array('q', range(start, start + count))``, built from a kept 0, 1, 2, ... column, a block of it at a
+    time: a million offsets (a send_many's, one run of batches) cost a few milliseconds, and the kept
+    column stays small."""
     if not count or not 0 <= start <= INT64_MAX - count:
         return array("q", range(start, start + count))
-    return _added(_counting[:count], start)
+    if count <= _COUNTING_BLOCK:
+        return _added(_counting[:count], start)
+    column = array("q")
+    for offset in range(0, count, _COUNTING_BLOCK):
+        column += _added(_counting[:min(_COUNTING_BLOCK, count - offset)], start + offset)
+    return column
 
 
-def _has_negative(column: array) -> bool:
-    sign_bytes = memoryview(column).cast("B")[_SIGN_BYTE]
+def has_negative(column: array) -> bool:
+    """Whether an item of a signed integer array (``'i'``, ``'q'``, ...) is below 0: a scan of each item's
+    sign byte in C, without an int object per item as ``min`` makes (a batch's length columns)."""
+    size = column.itemsize
+    sign_bytes = memoryview(column).cast("B")[size - 1 if _LITTLE_ENDIAN else 0::size]
     return bool(bytes(sign_bytes).translate(None, _NON_NEGATIVE_SIGN_BYTES))
 
 

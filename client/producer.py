@@ -251,7 +251,8 @@ class Producer:
 
     def _append_to(self, topic: str, partition: int, records: BulkRecords, future: BatchFuture) -> None:
         self._accumulator.append_many(topic, partition, future.timestamp, records.keys, records.values,
-                                      records.headers, records.sizes, 0, len(records.values), future.add_run)
+                                      records.headers, records.sizes, 0, len(records.values), future.add_run,
+                                      values_only=records.values_only)
 
     def _append_sticky(self, topic: str, count: int, records: BulkRecords, future: BatchFuture) -> None:
         """Unkeyed records: the sticky partition's open batch is filled, then the next partition's."""
@@ -262,7 +263,8 @@ class Producer:
                 partition = self._partitioner.partition(topic, count)
             position = self._accumulator.append_many(topic, partition, future.timestamp, records.keys,
                                                      records.values, records.headers, records.sizes,
-                                                     position, total, future.add_run, until_closed=True)
+                                                     position, total, future.add_run, until_closed=True,
+                                                     values_only=records.values_only)
 
     def _append_keyed(self, topic: str, count: int, records: BulkRecords, future: BatchFuture) -> None:
         """Keyed records: each partition's records (send's choice, key by key) appended as one column."""

@@ -98,6 +98,7 @@ class Sender(threading.Thread):
         self._waiting: list[ProducerBatch] = []
         self._in_flight: set[ProducerBatch] = set()  # batches sent and not yet answered (nor expired)
         self._blocked: set[tuple[str, int]] = set()  # partitions with batches waiting: their open batch fills up
+        self._leaderless: set[str] = set()  # topics of waiting batches without a known leader at the last send
         self._metadata_stale = False
         self._last_refresh_attempt = 0.0
         self._closing = False
@@ -175,8 +176,7 @@ class Sender(threading.Thread):
         if self._idempotence is not None and self._idempotence.lookup_due(now):
             self._lookup_producer_id(network, now)
         self._expire(now)
-        self._send_waiting(network, now)
-        self._blocked = {(batch.topic, batch.partition) for batch in self._waiting}
+        self._blocked = self._send_waiting(network, now)
         # A partition that could send again may have an open batch past its linger: drain it at once.
         timeout_ms = 0 if blocked - self._blocked else self._poll_timeout_ms(now, next_due)
         self._sleep(network, wake, timeout_ms)
@@ -232,8 +232,7 @@ class Sender(threading.Thread):
 
     def _refresh_metadata(self, network: NetworkClient, now: float) -> None:
         topics = set(self.wanted_topics)
-        topics.update(batch.topic for batch in self._waiting
-                      if self.metadata.leader_address(batch.topic, batch.partition) is None)
+        topics.update(self._leaderless)
         stale = self._metadata_stale or now - self.metadata.updated_at > METADATA_MAX_AGE_S
         if (not topics and not stale) or now - self._last_refresh_attempt < METADATA_REFRESH_BACKOFF_S:
             return
@@ -293,25 +292,48 @@ class Sender(threading.Thread):
             for batch in unstamped:
                 self._fail(batch, error)
 
-    def _send_waiting(self, network: NetworkClient, now: float) -> None:
-        """Send what may go now; the rest keeps its place, so each partition's batches stay in order."""
+    def _send_waiting(self, network: NetworkClient, now: float) -> set[tuple[str, int]]:
+        """Send what may go now; the rest keeps its place, so each partition's batches stay in order. Returns
+        the partitions with batches still waiting (found on the way, not by another pass over them all)."""
         by_address: dict[str, list[ProducerBatch]] = defaultdict(list)
         held: set[tuple[str, int]] = set()  # partitions whose older batch waits: newer ones wait too
         idempotence = self._idempotence
+        # A request carries one batch per partition: a partition needs no more batches than its leader has
+        # requests left in flight. Past that it is held, so a long queue (a send_many) costs a set lookup
+        # per batch and round, not a trip through every step below.
+        rooms: dict[str, int] = {}
+        taken: dict[tuple[str, int], int] = defaultdict(int)
+        full: set[tuple[str, int]] = set()  # partitions that have as many batches taken as requests can go
+        self._leaderless = set()  # what the next metadata refresh asks for, found here: no scan of its own
         for batch in self._waiting:
             key = (batch.topic, batch.partition)
             if key in held:
                 continue
-            address = self.metadata.leader_address(batch.topic, batch.partition)
-            if address is None or batch.retry_at > now or (idempotence is not None and not idempotence.admit(batch)):
+            if key in full:
                 held.add(key)
+                continue
+            address = self.metadata.leader_address(batch.topic, batch.partition)
+            room = rooms.get(address)
+            if room is None and address is not None:
+                room = rooms[address] = self.config.max_in_flight - network.in_flight(address)
+            if address is None or room <= 0 or batch.retry_at > now or (
+                    idempotence is not None and not idempotence.admit(batch)):
+                held.add(key)
+                if address is None:
+                    self._leaderless.add(batch.topic)
             else:
                 by_address[address].append(batch)
+                taken[key] += 1
+                if taken[key] >= room:
+                    full.add(key)
         if not by_address:
-            return
+            return held
         for address, batches in by_address.items():
             self._send_to(network, address, batches)
         self._waiting = [batch for batch in self._waiting if not batch.in_flight]
+        # A held partition has a batch left; one whose batches were all taken, if one of them was not sent.
+        return held.union((batch.topic, batch.partition) for batches in by_address.values() for batch in batches
+                          if not batch.in_flight)
 
     def _send_to(self, network: NetworkClient, address: str, batches: list[ProducerBatch]) -> None:
         """Send as many requests as in-flight room allows; a batch sent is marked ``in_flight``."""

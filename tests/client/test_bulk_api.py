@@ -156,6 +156,25 @@ def test_unkeyed_records_fill_one_partitions_batch_after_another(admin, shared_b
     assert runs[:-1] == [9] * (len(runs) - 1) and runs[-1] <= 9, runs
 
 
+def test_values_only_batches_built_whole_mix_with_send(admin, shared_broker, topic_name):
+    """Records with values only fill new batches as prebuilt payloads (batch.values_payload); a batch that send
+    opened, and the last, still open one, keep record lists: all read back in order, idempotent offsets."""
+    admin.create_topic(topic_name, partitions=1)
+    values = [b"x%04d" % number * (number % 3 + 1) for number in range(500)]
+    with Producer(shared_broker.bootstrap, batch_size=1_000, linger_ms=50) as producer:
+        first = producer.send(topic_name, b"before", key=b"k")
+        metadata = producer.send_many(topic_name, values).get(timeout=30)
+        last = producer.send(topic_name, b"after", key=b"k").result(timeout=30)
+    assert first.result(timeout=30).offset == 0 and last.offset == 501
+    assert list(metadata.offsets) == list(range(1, 501)) and set(metadata.partitions) == {0}
+    columns = read_columns(shared_broker.bootstrap, topic_name, 502)
+    assert flat(columns, "values") == [b"before", *values, b"after"]
+    assert flat(columns, "keys") == [b"k", *[None] * 500, b"k"]
+    assert flat(columns, "timestamps")[1:501] == [metadata.timestamp] * 500
+    records = read_records(shared_broker.bootstrap, topic_name, 502)
+    assert [record.value for record in records] == [b"before", *values, b"after"]
+
+
 def test_per_record_headers_and_acks_0(admin, shared_broker, topic_name):
     admin.create_topic(topic_name, partitions=1)
     headers = [{"n": b"%d" % number} if number % 2 else None for number in range(10)]

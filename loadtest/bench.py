@@ -33,20 +33,35 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-import click
-from rich.console import Console
-
-from rill.cluster.layout import ClusterLayout
-
 import ceilings
+import click
 import peers
 from bench_clusters import LagRow, create_topic, note_loop_lag, running_cluster
-from bench_table import (LATENCY, NOT_APPLICABLE, RATIO, SECONDS, THROUGHPUT, Outcome, Row, idle_table, lag_table,
-                         ratio_table)
+from bench_table import (
+    LATENCY,
+    NOT_APPLICABLE,
+    RATIO,
+    SECONDS,
+    THROUGHPUT,
+    Outcome,
+    Row,
+    idle_table,
+    lag_table,
+    ratio_table,
+)
+from bulk_bench import bench_bulk
 from failover import bench_failover
 from group_bench import SESSION_TIMEOUT_MS, bench_group
 from latency import rill_latency
-from peer_servers import NOT_INSTALLED, nats_installed, nats_servers, redis_installed, redis_server
+from peer_servers import (
+    NOT_INSTALLED,
+    nats_installed,
+    nats_servers,
+    redis_installed,
+    redis_server,
+)
+from rich.console import Console
+from rill.cluster.layout import ClusterLayout
 from throughput import KEY_COUNT, bench_consume, bench_produce
 from workload import Settings, machine, make_values
 
@@ -95,7 +110,7 @@ def best_of(rounds: int, runs: list[tuple[dict[str, Outcome], str, Callable[[], 
         where[key] = (max(best[index]),) if best[index] else failures[index]
 
 
-def single_broker(layout: ClusterLayout, settings: Settings, results: Results, sections: set[str]) -> None:
+def single_broker(layout: ClusterLayout, settings: Settings, results: Results) -> None:
     """Rill on one broker, each run interleaved with its ceilings."""
     bootstrap, records, rounds = layout.bootstrap, settings.records, settings.rounds
     raw1 = create_topic(layout, "raw-1")
@@ -130,8 +145,6 @@ def single_broker(layout: ClusterLayout, settings: Settings, results: Results, s
         note_loop_lag(layout, f"consume, {PARTITIONS} partitions", results.lags)
     latencies(layout, settings, results, brokers=1)
     results.extra_rows.append(idempotence_row(layout, settings, results))
-    if "bulk" in sections:
-        results.extra_rows += bulk_rows(layout, settings)
 
 
 def latencies(layout: ClusterLayout, settings: Settings, results: Results, brokers: int) -> None:
@@ -160,16 +173,13 @@ def idempotence_row(layout: ClusterLayout, settings: Settings, results: Results)
 
 
 def bulk_rows(layout: ClusterLayout, settings: Settings) -> list[Row]:
-    """send_many / send and poll_batch / poll (bulk_bench.py), "not available" until that module exists."""
+    """send_many / send and poll_batch / poll (bulk_bench.py), with the run's batch_size for both."""
     pairs = (("send_many", "send"), ("poll_batch", "poll"))
     how = "records/s of the one / of the other, 1 broker, 1 partition"
-    try:
-        from bulk_bench import bench_bulk
-    except ImportError:
-        return [Row(f"{bulk} vs {single}", how, RATIO, NOT_AVAILABLE) for bulk, single in pairs]
     create_topic(layout, "bench-bulk")
     try:
-        rates = bench_bulk(layout.bootstrap, "bench-bulk", settings.records, settings.value_bytes)
+        rates = bench_bulk(layout.bootstrap, "bench-bulk", settings.records, settings.value_bytes,
+                           batch_size=settings.batch_size)
     except Exception as error:  # noqa: BLE001 - as attempt()
         traceback.print_exc()
         return [Row(f"{bulk} vs {single}", how, RATIO, f"failed: {type(error).__name__}: {error}"[:200])
@@ -383,9 +393,12 @@ def main(latency_rates: str, sections: str, idle_partitions: str, idle_records: 
     results = Results()
     idle = None
     with tempfile.TemporaryDirectory(prefix="rill-bench-") as folder:
-        if "single" in chosen:
+        if chosen & {"single", "bulk"}:
             with running_cluster(Path(folder) / "single", 1) as layout:
-                single_broker(layout, settings, results, chosen)
+                if "single" in chosen:
+                    single_broker(layout, settings, results)
+                if "bulk" in chosen:
+                    results.extra_rows += bulk_rows(layout, settings)
         if "replicated" in chosen:
             with running_cluster(Path(folder) / "replicated", 3) as layout:
                 replicated(layout, settings, results, chosen)

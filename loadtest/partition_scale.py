@@ -6,7 +6,9 @@ topics of IDLE_TOPIC_PARTITIONS partitions) and a hot 1-partition topic, and
 measures:
 
 - ``create_s``: the time to create the idle topics (``create_s_per_1000`` too);
-- ``hot_records_per_s``: an acks=all producer into the hot partition;
+- ``hot_records_per_s``: an acks=all producer into the hot partition, the best
+  of HOT_ROUNDS runs (a run of 200,000 records lasts about half a second, so
+  one that meets a retention pass or a Raft heartbeat burst says little);
 - ``idle_cpu_per_s``: the CPU seconds the three broker processes used
   together per second of wall time over an idle window (per-process CPU
   time, from /proc/<pid>/stat, so other load on the machine does not count);
@@ -48,6 +50,7 @@ REPLICATION_FACTOR = 3
 IDLE_TOPIC_PARTITIONS = 100
 HOT_TOPIC = "hot"
 IDLE_WINDOW_S = 5.0
+HOT_ROUNDS = 3  # hot partition runs; the best counts, as in make bench's throughput rows
 SETTLE_S = 2.0  # after the produce run, before the idle window: acks and ISR updates finish
 FULL_ISR_TIMEOUT_S = 600.0
 PORTS_FREE_TIMEOUT_S = 30.0  # another process may briefly hold a stopped broker's port
@@ -187,7 +190,7 @@ def bench_one(folder: Path, idle: int, records: int, value_bytes: int = 100) -> 
             create_s = _create_idle(admin, idle)
             admin.create_topic(HOT_TOPIC, 1, REPLICATION_FACTOR)
         _wait_for_full_isr(layout, idle + 1)
-        hot = _produce(layout.bootstrap, records, value_bytes)
+        hot = max(_produce(layout.bootstrap, records, value_bytes) for _ in range(HOT_ROUNDS))
         time.sleep(SETTLE_S)
         idle_cpu = _idle_cpu(layout)
         restart, stopped_cleanly = _restart_to_full_isr(layout, idle + 1)

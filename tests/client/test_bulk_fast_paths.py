@@ -14,6 +14,7 @@ from __future__ import annotations
 from array import array
 
 import pytest
+from fetcher_fakes import FakeMetadata, FakeNetwork
 from rill.client import fetcher as fetcher_module
 from rill.client import protocol
 from rill.client.batch import (
@@ -59,22 +60,6 @@ def test_column_bytes_counts_nulls_and_refuses_negative_lengths():
     assert _column_bytes(array("i", [3, -1, 5])) == 8
     with pytest.raises(CorruptRecordError, match="negative length"):
         _column_bytes(array("i", [3, -2, 5]))
-
-
-class FakeNetwork:
-    """Records the fetches sent; the test answers them."""
-
-    def __init__(self):
-        self.sent: list[tuple[protocol.FetchRequest, object]] = []
-
-    def send(self, address, api, body, callback, timeout_ms) -> bool:
-        self.sent.append((body, callback))
-        return True
-
-
-class FakeMetadata:
-    def leader_address(self, topic: str, partition: int) -> str:
-        return "127.0.0.1:1"
 
 
 def one_partition_fetcher(network: FakeNetwork) -> Fetcher:

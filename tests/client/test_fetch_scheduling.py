@@ -6,6 +6,7 @@ broker: a fake network records the fetches and the test answers them."""
 
 from __future__ import annotations
 
+from fetcher_fakes import FakeMetadata, FakeNetwork
 from rill.client import protocol
 from rill.client.batch import encode_batch, patched_prefix
 from rill.client.consumer_config import ConsumerConfig
@@ -14,22 +15,7 @@ from rill.client.fetcher import Fetcher
 from rill.client.subscription_state import SubscriptionState
 from rill.client.types import TopicPartition
 
-LEADER = "127.0.0.1:1"
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
-
-
-class FakeNetwork:
-    def __init__(self):
-        self.sent: list[tuple[protocol.FetchRequest, object]] = []
-
-    def send(self, address, api, body, callback, timeout_ms) -> bool:
-        self.sent.append((body, callback))
-        return True
-
-
-class FakeMetadata:
-    def leader_address(self, topic: str, partition: int) -> str:
-        return LEADER
 
 
 def batch_at(base_offset: int, count: int) -> bytes:

@@ -39,33 +39,59 @@ class BatchResult:
 
     ``wait`` returns once the outcome is known (a callback may call ``result`` on its future);
     ``wait_settled`` once every done callback registered before completion has run too, so that
-    ``flush`` returns only after the callbacks of the records it waited for.
+    ``flush`` returns only after the callbacks of the records it waited for. The two
+    ``threading.Event``s are made by the first thread that has to wait: most batches complete with
+    nobody waiting on them, and two Events (a Condition and a lock each) were a tenth of what making
+    a batch cost.
     """
 
-    __slots__ = ("_callbacks", "_event", "_settled", "base_offset", "error")
+    __slots__ = ("_callbacks", "_events", "_state", "base_offset", "error")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
-        self._settled = threading.Event()
+        self._state = _PENDING
+        self._events: tuple[threading.Event, threading.Event] | None = None  # (complete, settled), on demand
         self.base_offset = -1
         self.error: RillError | None = None
         self._callbacks: list[Callable[[], None]] | None = None
 
+    @property
+    def done(self) -> bool:
+        """Whether the outcome is known."""
+        return self._state >= _COMPLETE
+
     def complete(self, base_offset: int, error: RillError | None) -> None:
         self.base_offset = base_offset
         self.error = error
-        self._event.set()
         with _CALLBACKS_LOCK:
+            self._state = _COMPLETE
             callbacks, self._callbacks = self._callbacks, _COMPLETED
+            events = self._events
+        if events is not None:
+            events[0].set()
         for callback in callbacks or ():
             _run_contained(callback)
-        self._settled.set()
+        with _CALLBACKS_LOCK:
+            self._state = _SETTLED
+            events = self._events
+        if events is not None:
+            events[1].set()
 
     def wait(self, timeout: float | None) -> bool:
-        return self._event.wait(timeout)
+        return self._wait_for(_COMPLETE, timeout)
 
     def wait_settled(self, timeout: float | None) -> bool:
-        return self._settled.wait(timeout)
+        return self._wait_for(_SETTLED, timeout)
+
+    def _wait_for(self, state: int, timeout: float | None) -> bool:
+        if self._state >= state:
+            return True
+        with _CALLBACKS_LOCK:  # complete() changes the state and reads the events under it: no wake-up is lost
+            if self._state >= state:
+                return True
+            if self._events is None:
+                self._events = (threading.Event(), threading.Event())
+            event = self._events[state - 1]
+        return event.wait(timeout)
 
     def add_callback(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on completion, or now (on this thread) if the batch is complete already."""
@@ -78,7 +104,8 @@ class BatchResult:
         _run_contained(callback)
 
 
-_CALLBACKS_LOCK = threading.Lock()  # callbacks are rare: one lock for every batch is enough
+_CALLBACKS_LOCK = threading.Lock()  # callbacks and waits are rare: one lock for every batch is enough
+_PENDING, _COMPLETE, _SETTLED = 0, 1, 2  # a BatchResult's states; _COMPLETE and _SETTLED index its events + 1
 _COMPLETED: list = []  # a batch's callback list once its callbacks were taken to run
 
 
@@ -100,7 +127,7 @@ class RecordFuture(tuple):
     __slots__ = ()
 
     def done(self) -> bool:
-        return self[0].result._event.is_set()
+        return self[0].result.done
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
         batch, index = self

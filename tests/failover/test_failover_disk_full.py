@@ -103,7 +103,10 @@ def test_failover_disk_full_takes_the_replica_offline_and_leadership_moves(clust
         subprocess.run(["mount", "-o", f"remount,size={ROOMY_TMPFS_SIZE}", str(partition_dir)], check=True)
         cluster.start(leader)
         cluster.wait_in_isr(TOPIC, leader, timeout_s=60)
-        high_watermark = cluster.partition(TOPIC).high_watermark
+        # leadership may move back to the recovered broker meanwhile, whose high watermark then catches up
+        acked_end = writer.end_offset()
+        high_watermark = wait_until(lambda: _high_watermark_from(cluster, acked_end), 60,
+                                    "the high watermark to cover every acknowledged record")
         cluster.stop_all(timeout_s=10)
         check_no_torn_batch_and_no_dangling_index_entry(partition_dir)
         mine = [batch for batch in replica_batches(partition_dir) if batch[1] < high_watermark]
@@ -114,6 +117,11 @@ def test_failover_disk_full_takes_the_replica_offline_and_leadership_moves(clust
     finally:
         cluster.stop_all(timeout_s=10)
         unmount(partition_dir)
+
+
+def _high_watermark_from(cluster: ClusterProcesses, end_offset: int) -> int | None:
+    high_watermark = cluster.partition(TOPIC).high_watermark
+    return high_watermark if high_watermark >= end_offset else None
 
 
 def _offline_report(cluster: ClusterProcesses, node_id: int):
